@@ -1,0 +1,105 @@
+"""MNIST training in JAX: pure functions of (state, batch, rng), compiled by jax.jit.
+
+Read beside torchpath/mnist/train.py; the loop itself is jaxpath/common/loop.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxpath.common.loop import fit, to_device
+from jaxpath.common.metrics import classification_sums, cross_entropy
+from jaxpath.common.optim import make_optimizer
+from jaxpath.common.state import TrainState
+from jaxpath.mnist.model import create_model, dummy_input
+from shared_data.batches import num_batches
+from shared_data.datasets import load_image_dataset
+
+
+def load_dataset(config):
+    """The config's dataset as numpy arrays (shared with the torch side)."""
+    return load_image_dataset(
+        config.dataset,
+        config.data_dir,
+        download=config.download,
+        seed=config.seed,
+        limit_train=config.limit_train,
+        limit_test=config.limit_test,
+    )
+
+
+def create_state(config, steps_per_epoch: int, init_weights: Any = None) -> TrainState:
+    """Model, parameters (from `config.seed` or `init_weights`) and optimizer in one state."""
+    model = create_model(config)
+    params = model.init(jax.random.key(config.seed), dummy_input())["params"]
+    if init_weights is not None:
+        # Ported weights must have exactly the shapes Flax would create.
+        jax.tree.map(lambda a, b: _check_shape(a, b), params, init_weights)
+        params = jax.tree.map(jnp.asarray, init_weights)
+    return TrainState.create(
+        apply_fn=model.apply, params=params, tx=make_optimizer(config, steps_per_epoch)
+    )
+
+
+def _check_shape(expected, given) -> None:
+    if expected.shape != given.shape:
+        raise ValueError(f"init_weights shape {given.shape} != model's {expected.shape}")
+
+
+def loss_fn(params, state: TrainState, batch, rng):
+    """Mean cross-entropy of the batch, and the logits it came from."""
+    logits = state.apply_fn({"params": params}, batch["image"], train=True, rngs={"dropout": rng})
+    return jnp.mean(cross_entropy(logits, batch["label"])), logits
+
+
+@jax.jit
+def train_step(state: TrainState, batch, rng):
+    """One optimizer step on `batch`; returns the new state and the batch's metric sums."""
+    (_, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state, batch, rng)
+    state = state.apply_gradients(grads=grads)
+    return state, classification_sums(logits, batch["label"])
+
+
+@jax.jit
+def eval_step(state: TrainState, batch):
+    """Metric sums of the model in inference mode (dropout off) on `batch`."""
+    logits = predict(state, batch)
+    return classification_sums(logits, batch["label"], batch.get("mask"))
+
+
+def predict(state: TrainState, batch):
+    """Logits of the model in inference mode."""
+    return state.apply_fn({"params": state.params}, batch["image"], train=False)
+
+
+def train_and_evaluate(
+    config,
+    workdir: str | Path,
+    *,
+    init_weights: Any = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train and evaluate per `config`, writing logs and checkpoints under `workdir`."""
+    dataset = load_dataset(config)
+    n_train = len(dataset.train["label"]) - config.val_size
+    state = create_state(config, num_batches(n_train, config.batch_size, "drop"), init_weights)
+    return fit(
+        config, workdir, state, train_step, eval_step, dataset, resume=resume, progress=progress
+    )
+
+
+__all__ = [
+    "load_dataset",
+    "create_state",
+    "loss_fn",
+    "train_step",
+    "eval_step",
+    "predict",
+    "train_and_evaluate",
+    "to_device",
+]

@@ -1,0 +1,139 @@
+"""Deterministic numpy batching shared by both frameworks: same seed, same batches, same order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+import numpy as np
+
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+
+REMAINDERS = ("drop", "pad")
+# Trailing stream tag in seed keys: [seed, epoch] shuffles, [seed, epoch, batch, 1] augments.
+_AUGMENT_STREAM = 1
+_SPLIT_STREAM = 2
+
+Batch = dict[str, np.ndarray]
+
+
+def to_float_nhwc(images_uint8: np.ndarray, mean=MNIST_MEAN, std=MNIST_STD) -> np.ndarray:
+    """Turn uint8 [N,H,W] or [N,H,W,C] images into normalised float32 NHWC: (x/255-mean)/std."""
+    x = np.asarray(images_uint8)
+    if x.ndim == 3:
+        x = x[..., None]
+    elif x.ndim != 4:
+        raise ValueError(f"images must be [N,H,W] or [N,H,W,C], got shape {list(x.shape)}")
+    mean = np.asarray(mean, dtype=np.float32)
+    std = np.asarray(std, dtype=np.float32)
+    return ((x.astype(np.float32) / np.float32(255.0) - mean) / std).astype(np.float32)
+
+
+def num_batches(n: int, batch_size: int, remainder: str) -> int:
+    """Return how many batches an epoch of n examples gives ("drop" floors, "pad" rounds up)."""
+    if remainder not in REMAINDERS:
+        raise ValueError(f"remainder must be one of {REMAINDERS}, got {remainder!r}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    return n // batch_size if remainder == "drop" else -(-n // batch_size)
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    """Return the example order for (seed, epoch), identical in every framework and on resume."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def _common_length(arrays: Mapping[str, np.ndarray]) -> int:
+    if not arrays:
+        raise ValueError("arrays is empty; pass e.g. {'image': ..., 'label': ...}")
+    lengths = {key: len(value) for key, value in arrays.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"arrays must share their leading dimension, got lengths {lengths}")
+    return next(iter(lengths.values()))
+
+
+def iterate_batches(
+    arrays: Mapping[str, np.ndarray],
+    batch_size: int,
+    *,
+    seed: int = 0,
+    epoch: int = 0,
+    shuffle: bool = True,
+    remainder: str = "drop",
+    start_batch: int = 0,
+    augment: Callable[[Batch, np.random.Generator], Batch] | None = None,
+) -> Iterator[Batch]:
+    """Yield one epoch of fixed-size batches; "pad" adds a float32 "mask" key to every batch."""
+    n = _common_length(arrays)
+    total = num_batches(n, batch_size, remainder)
+    if start_batch < 0:
+        raise ValueError(f"start_batch must be >= 0, got {start_batch}")
+    order = epoch_permutation(n, seed, epoch) if shuffle else np.arange(n)
+    pad = remainder == "pad"
+    for b in range(start_batch, total):
+        idx = order[b * batch_size : (b + 1) * batch_size]
+        real = len(idx)
+        if pad and real < batch_size:
+            # Padding repeats a real row so the batch holds valid data; the mask zeroes it out.
+            idx = np.concatenate([idx, np.full(batch_size - real, idx[0], dtype=idx.dtype)])
+        batch = {key: value[idx] for key, value in arrays.items()}
+        if pad:
+            mask = np.zeros(batch_size, dtype=np.float32)
+            mask[:real] = 1.0
+            if "mask" in batch:
+                # A per-example mask already present (e.g. token masks) is zeroed on pad rows.
+                row = mask.reshape((batch_size,) + (1,) * (batch["mask"].ndim - 1))
+                batch["mask"] = (batch["mask"] * row).astype(batch["mask"].dtype)
+            else:
+                batch["mask"] = mask
+        if augment is not None:
+            # Keyed by batch index, not by position in this loop, so resuming reproduces it.
+            batch = augment(batch, np.random.default_rng([seed, epoch, b, _AUGMENT_STREAM]))
+        yield batch
+
+
+def random_shift(batch: Batch, rng: np.random.Generator, max_shift: int = 2) -> Batch:
+    """Translate each NHWC "image" by a random integer shift in [-max_shift, max_shift]."""
+    images = batch["image"]
+    if images.ndim != 4:
+        raise ValueError(f"random_shift expects NHWC images, got shape {list(images.shape)}")
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    n, h, w, c = images.shape
+    dy = rng.integers(-max_shift, max_shift + 1, size=n)
+    dx = rng.integers(-max_shift, max_shift + 1, size=n)
+    m = max_shift
+    # Each image's minimum is its background (0 before normalisation, negative after).
+    fill = images.min(axis=(1, 2, 3), keepdims=True) if n else np.zeros((0, 1, 1, 1))
+    canvas = np.empty((n, h + 2 * m, w + 2 * m, c), dtype=images.dtype)
+    canvas[...] = fill
+    canvas[:, m : m + h, m : m + w] = images
+    # One gather: output pixel (y, x) reads canvas (y - dy + m, x - dx + m).
+    rows = (m - dy)[:, None] + np.arange(h)
+    cols = (m - dx)[:, None] + np.arange(w)
+    shifted = canvas[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    return {**batch, "image": shifted}
+
+
+def train_val_split(
+    arrays: Mapping[str, np.ndarray], val_size: int, seed: int
+) -> tuple[Batch, Batch]:
+    """Split arrays into (train, val) with val_size random rows, deterministic in seed."""
+    n = _common_length(arrays)
+    if val_size < 0 or val_size >= n:
+        raise ValueError(
+            f"val_size must be in 0..{n - 1} (there are {n} examples), got {val_size}; "
+            "lower --val-size"
+        )
+    if val_size == 0:
+        return dict(arrays), {key: value[:0] for key, value in arrays.items()}
+    perm = np.random.default_rng([seed, 0, 0, _SPLIT_STREAM]).permutation(n)
+    # Sorted indices keep each side in the original order; shuffling is iterate_batches' job.
+    val_idx = np.sort(perm[:val_size])
+    train_idx = np.sort(perm[val_size:])
+    return (
+        {key: value[train_idx] for key, value in arrays.items()},
+        {key: value[val_idx] for key, value in arrays.items()},
+    )

@@ -1,0 +1,1 @@
+"""Project configs, shared by both frameworks (plain dataclasses, no framework import)."""

@@ -1,0 +1,105 @@
+"""One entry point for image datasets: name in, normalised NHWC float32 arrays out."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .batches import to_float_nhwc
+from .digits import DIGITS_SOURCE, load_digits_as_mnist
+from .errors import DataError
+from .mnist import _not_found_message, load_mnist_with_source, mnist_dir
+from .synthetic import SYNTHETIC_SOURCE, synthetic_mnist
+
+DATASETS = ("mnist", "digits", "synthetic")
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """A classification dataset: {"image": float32 NHWC normalised, "label": int32} per split."""
+
+    name: str
+    train: dict[str, np.ndarray]
+    test: dict[str, np.ndarray]
+    num_classes: int
+    source: str
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """Return the (H, W, C) shape of one image."""
+        return tuple(self.train["image"].shape[1:])
+
+
+def _check_limit(name: str, value: int | None) -> None:
+    if value is not None and value < 0:
+        raise ValueError(f"{name} must be >= 0 or None, got {value}")
+
+
+def _to_split(images: np.ndarray, labels: np.ndarray, limit: int | None) -> dict[str, np.ndarray]:
+    # Slice before converting so smoke runs on MNIST don't normalise 60,000 images.
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    return {"image": to_float_nhwc(images), "label": labels.astype(np.int32)}
+
+
+def load_image_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    download: bool = False,
+    seed: int = 0,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+) -> ImageDataset:
+    """Load "mnist", "digits" or "synthetic" as an ImageDataset (seed drives digits/synthetic)."""
+    _check_limit("limit_train", limit_train)
+    _check_limit("limit_test", limit_test)
+    key = name.strip().lower()
+    if key == "mnist":
+        splits, folder = load_mnist_with_source(data_dir, download=download)
+        source = str(folder)
+    elif key == "digits":
+        splits, source = load_digits_as_mnist(seed=seed), DIGITS_SOURCE
+    elif key == "synthetic":
+        splits, source = synthetic_mnist(seed=seed), SYNTHETIC_SOURCE
+    else:
+        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    return ImageDataset(
+        name=key,
+        train=_to_split(*splits["train"], limit_train),
+        test=_to_split(*splits["test"], limit_test),
+        num_classes=10,
+        source=source,
+    )
+
+
+def describe_sources(data_dir: str | Path | None = None) -> list[dict]:
+    """Return one {name, available, where} row per dataset, for `roadmap list`."""
+    try:
+        folder = mnist_dir(data_dir)
+        mnist_row = (
+            {"name": "mnist", "available": True, "where": str(folder)}
+            if folder is not None
+            else {
+                "name": "mnist",
+                "available": False,
+                "where": _not_found_message(data_dir).splitlines()[0]
+                + " Use --data-dir, ROADMAP_DATA_DIR or --download.",
+            }
+        )
+    except DataError as exc:
+        mnist_row = {"name": "mnist", "available": False, "where": str(exc)}
+    has_sklearn = importlib.util.find_spec("sklearn") is not None
+    digits_where = DIGITS_SOURCE if has_sklearn else "needs scikit-learn: pip install scikit-learn"
+    return [
+        mnist_row,
+        {
+            "name": "digits",
+            "available": has_sklearn,
+            "where": digits_where,
+        },
+        {"name": "synthetic", "available": True, "where": "generated on the fly (no files)"},
+    ]

@@ -1,0 +1,104 @@
+"""MNIST training in PyTorch: the same functions as jaxpath/mnist/train.py, imperative style.
+
+Read beside jaxpath/mnist/train.py; the loop itself is torchpath/common/loop.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from shared_data.batches import num_batches
+from shared_data.datasets import load_image_dataset
+from torchpath.common.init import build_seeded
+from torchpath.common.loop import fit, to_device
+from torchpath.common.metrics import classification_sums, cross_entropy
+from torchpath.common.optim import make_optimizer
+from torchpath.common.state import TorchState
+from torchpath.mnist.model import create_model
+
+
+def load_dataset(config):
+    """The config's dataset as numpy arrays (shared with the JAX side)."""
+    return load_image_dataset(
+        config.dataset,
+        config.data_dir,
+        download=config.download,
+        seed=config.seed,
+        limit_train=config.limit_train,
+        limit_test=config.limit_test,
+    )
+
+
+def create_state(config, steps_per_epoch: int, init_weights: Any = None) -> TorchState:
+    """Model, parameters (from `config.seed` or `init_weights`) and optimizer in one state."""
+    model = build_seeded(lambda: create_model(config), config.seed)
+    if init_weights is not None:
+        model.load_state_dict(init_weights, strict=True)  # raises on any shape mismatch
+    optimizer, scheduler = make_optimizer(config, steps_per_epoch, model.parameters())
+    return TorchState(model=model, optimizer=optimizer, scheduler=scheduler)
+
+
+def loss_fn(state: TorchState, batch):
+    """Mean cross-entropy of the batch, and the logits it came from."""
+    logits = state.model(batch["image"])
+    return torch.mean(cross_entropy(logits, batch["label"])), logits
+
+
+def train_step(state: TorchState, batch, rng: int):
+    """One optimizer step on `batch` (state updated in place); returns the batch's metric sums."""
+    torch.manual_seed(rng)  # PARITY: JAX passes a key; torch's dropout reads the global RNG
+    state.model.train()
+    state.optimizer.zero_grad(set_to_none=True)
+    loss, logits = loss_fn(state, batch)
+    loss.backward()
+    state.optimizer.step()
+    state.scheduler.step()
+    state.step += 1
+    with torch.no_grad():
+        return classification_sums(logits.detach(), batch["label"])
+
+
+@torch.inference_mode()
+def eval_step(state: TorchState, batch):
+    """Metric sums of the model in inference mode (dropout off) on `batch`."""
+    logits = predict(state, batch)
+    return classification_sums(logits, batch["label"], batch.get("mask"))
+
+
+@torch.inference_mode()
+def predict(state: TorchState, batch):
+    """Logits of the model in inference mode."""
+    state.model.eval()
+    return state.model(batch["image"])
+
+
+def train_and_evaluate(
+    config,
+    workdir: str | Path,
+    *,
+    init_weights: Any = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train and evaluate per `config`, writing logs and checkpoints under `workdir`."""
+    dataset = load_dataset(config)
+    n_train = len(dataset.train["label"]) - config.val_size
+    state = create_state(config, num_batches(n_train, config.batch_size, "drop"), init_weights)
+    return fit(
+        config, workdir, state, train_step, eval_step, dataset, resume=resume, progress=progress
+    )
+
+
+__all__ = [
+    "load_dataset",
+    "create_state",
+    "loss_fn",
+    "train_step",
+    "eval_step",
+    "predict",
+    "train_and_evaluate",
+    "to_device",
+]
