@@ -38,8 +38,8 @@ def create_state(config, steps_per_epoch: int, init_weights: Any = None) -> Trai
     params = model.init(jax.random.key(config.seed), dummy_input())["params"]
     if init_weights is not None:
         # Ported weights must have exactly the shapes Flax would create.
-        jax.tree.map(lambda a, b: _check_shape(a, b), params, init_weights)
-        params = jax.tree.map(jnp.asarray, init_weights)
+        jax.tree.map(lambda a, b: _check_shape(a, b), params, init_weights["params"])
+        params = jax.tree.map(jnp.asarray, init_weights["params"])
     return TrainState.create(
         apply_fn=model.apply, params=params, tx=make_optimizer(config, steps_per_epoch)
     )
