@@ -35,6 +35,8 @@ class Checkpointer:
             "step": state.step,
             "batch_stats": state.batch_stats if state.batch_stats is not None else {},
         }
+        if step in self._manager.all_steps():  # e.g. a stop by max_steps on a save step
+            self._manager.delete(step)
         self._manager.save(
             step,
             args=ocp.args.Composite(

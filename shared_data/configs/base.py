@@ -16,6 +16,13 @@ class ConfigError(ValueError):
 def _coerce(field: dataclasses.Field, hints: dict[str, Any], raw: str) -> Any:
     """Parse the string `raw` into the declared type of `field`."""
     hint = hints[field.name]
+    if typing.get_origin(hint) is tuple:
+        try:
+            return tuple(int(v) for v in raw.split(",") if v.strip())
+        except ValueError as err:
+            raise ConfigError(
+                f"field {field.name!r} wants integers like 256,128, got {raw!r}"
+            ) from err
     args = typing.get_args(hint)
     optional = type(None) in args
     if optional and raw.lower() in ("none", "null", ""):
@@ -32,8 +39,6 @@ def _coerce(field: dataclasses.Field, hints: dict[str, Any], raw: str) -> Any:
             return base(raw)
         except ValueError as err:
             raise ConfigError(f"field {field.name!r} wants {base.__name__}, got {raw!r}") from err
-    if typing.get_origin(base) is tuple or base is tuple:
-        return tuple(int(v) for v in raw.split(",") if v)
     return json.loads(raw)
 
 
@@ -59,6 +64,9 @@ def override(config: Any, assignments: dict[str, Any] | list[str]) -> Any:
             )
         if isinstance(value, str) and not _is_str_field(hints[key]):
             value = _coerce(fields[key], hints, value)
+        elif isinstance(value, str) and value.lower() in ("none", "null"):
+            if type(None) in typing.get_args(hints[key]):
+                value = None  # an optional string field set back to "unset"
         changes[key] = value
     return dataclasses.replace(config, **changes)
 

@@ -146,7 +146,8 @@ def fit(
             if step % config.log_every == 0:
                 row = logger.log("train", step, epoch, **means(sums))
                 bar.set_postfix(loss=f"{row['loss']:.4f}", acc=f"{row['accuracy']:.4f}")
-            if config.checkpoint_every and step % config.checkpoint_every == 0:
+            at_epoch_end = step % steps_per_epoch == 0  # saved below, with the eval
+            if config.checkpoint_every and step % config.checkpoint_every == 0 and not at_epoch_end:
                 paused += save(epoch_done=False)
             if step >= total_steps:
                 break
@@ -173,10 +174,10 @@ def fit(
                 }
             )
         history.append(record)
-        for split in ("train", "val", "test"):
+        for split in ("train", "val", "test"):  # epoch means; "train" rows are running means
             if f"{split}_loss" in record:
                 logger.log(
-                    split,
+                    "train_epoch" if split == "train" else split,
                     step,
                     epoch + 1,
                     loss=record[f"{split}_loss"],

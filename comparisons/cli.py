@@ -1,0 +1,128 @@
+"""`roadmap`: list, run, compare, ir, bench and report -- the command line of the project."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from comparisons.registry import FRAMEWORKS, get_project
+from shared_data.configs.base import ConfigError, override
+from shared_data.errors import DataError
+
+# Flags that name a config field directly; --set covers every other field.
+CONFIG_FLAGS = (
+    "model",
+    "epochs",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "seed",
+    "data_dir",
+    "dataset",
+    "schedule",
+)
+TOOLS = ("ir", "bench", "report")
+
+
+def load_config(args: argparse.Namespace):
+    """The project's config for `args.variant`, with the dedicated flags and --set applied."""
+    config = get_project(args.project).config(args.variant)
+    changes = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k, None) is not None}
+    if getattr(args, "download", False):
+        changes["download"] = True
+    config = override(config, changes)
+    return override(config, list(getattr(args, "set", None) or []))
+
+
+def _add_common(parser: argparse.ArgumentParser, project: bool = True, training=False) -> None:
+    if project:
+        parser.add_argument("project", help="project name (see `roadmap list`)")
+        parser.add_argument("--variant", default="default", help="config variant")
+        parser.add_argument("--model", help="model name, e.g. mlp or cnn")
+        parser.add_argument(
+            "--set",
+            action="append",
+            metavar="KEY=VALUE",
+            default=[],
+            help="override any config field (repeatable)",
+        )
+        parser.add_argument(
+            "--data-dir",
+            dest="data_dir",
+            help="folder holding the datasets (default: $ROADMAP_DATA_DIR, then ~/.cache/roadmap)",
+        )
+        parser.add_argument("--dataset", help="dataset: mnist, digits (embedded) or synthetic")
+        parser.add_argument(
+            "--download", action="store_true", help="download the dataset if it is nowhere local"
+        )
+        parser.add_argument("--seed", type=int)
+        parser.add_argument("--batch-size", dest="batch_size", type=int)
+        parser.add_argument("--device", default="cpu", help="cpu, cuda or gpu")
+    if training:
+        parser.add_argument("--epochs", type=int)
+        parser.add_argument("--lr", type=float)
+        parser.add_argument("--optimizer", help="sgd, adam or adadelta")
+        parser.add_argument("--schedule", help="constant, step, onecycle or cosine")
+        parser.add_argument(
+            "--run-id", dest="run_id", help="name of the run folder (default: a timestamp)"
+        )
+    parser.add_argument("--workdir", default="runs", help="root of the run folders")
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bars"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="roadmap", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("list", help="projects, datasets and what is available here")
+    p.add_argument("--data-dir", dest="data_dir")
+    p.set_defaults(func=lambda a: importlib.import_module("comparisons.runs").list_command(a))
+    p = sub.add_parser("run", help="train and evaluate one project in one framework")
+    _add_common(p, training=True)
+    p.add_argument("--framework", required=True, choices=sorted(FRAMEWORKS))
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run (--run-id, default the newest) from its checkpoint",
+    )
+    p.set_defaults(func=lambda a: importlib.import_module("comparisons.runs").run_command(a))
+    p = sub.add_parser("compare", help="both frameworks from the same weights and batches")
+    _add_common(p, training=True)
+    p.add_argument("--frameworks", default="torch,jax", help="which to run, in order")
+    p.set_defaults(func=lambda a: importlib.import_module("comparisons.compare").compare_command(a))
+    for name in TOOLS:
+        try:
+            module = importlib.import_module(f"comparisons.{name}")
+        except ImportError as err:  # one broken tool must not take the others down
+            p = sub.add_parser(name, help=f"unavailable: {err}")
+            p.add_argument("rest", nargs="*")
+            p.set_defaults(func=lambda a, e=err, n=name: _unavailable(n, e))
+            continue
+        p = sub.add_parser(name, help=(module.__doc__ or name).strip().splitlines()[0])
+        _add_common(p, project=name != "report")
+        module.add_arguments(p)
+        p.set_defaults(func=module.run)
+    return parser
+
+
+def _unavailable(name: str, err: Exception) -> int:
+    print(f"roadmap {name} unavailable: {type(err).__name__}: {err}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `roadmap` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (DataError, ConfigError, KeyError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"roadmap {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""`roadmap compare`: both frameworks from the same initial weights, batches and config.
+
+The torch model's seeded initialisation is the reference; comparisons/weights.py ports it
+to Flax (asserting every shape) and the two runs then see the same examples in the same
+order. Dropout masks are the one thing they do not share (each framework draws its own).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from comparisons.registry import FRAMEWORK_LABELS, get_project
+from comparisons.runs import new_run_id, run_dir, versions
+from comparisons.weights import torch_to_flax
+from shared_data.configs.base import to_dict
+from shared_data.runlog import atomic_write_text, write_json
+
+
+def initial_weights(project, config) -> tuple[dict[str, Any], float]:
+    """{framework: initial weights} ported from torch's init, and the max |logit diff| they give."""
+    import torch
+
+    from jaxpath.common.precision import pin_fp32 as pin_jax
+    from torchpath.common.precision import pin_fp32 as pin_torch
+
+    pin_jax()
+    pin_torch()
+    jax_train, torch_train = project.module("jax"), project.module("torch")
+    torch_state = torch_train.create_state(config, 1)
+    jax_state = jax_train.create_state(config, 1)
+    template = {"params": jax_state.params}
+    if jax_state.batch_stats is not None:
+        template["batch_stats"] = jax_state.batch_stats
+    state_dict = {k: v.detach().clone() for k, v in torch_state.model.state_dict().items()}
+    variables = torch_to_flax(
+        state_dict, template, getattr(torch_state.model, "flattened_inputs", {})
+    )
+    weights = {"torch": state_dict, "jax": variables}
+    # The same weights must give the same function before any training starts.
+    batch = project.example_batch(8, seed=config.seed)
+    jax_logits = np.asarray(
+        jax_train.predict(jax_train.create_state(config, 1, variables), jax_train.to_device(batch))
+    )
+    with torch.no_grad():
+        torch_logits = torch_train.predict(torch_state, torch_train.to_device(batch)).numpy()
+    return weights, float(np.max(np.abs(jax_logits - torch_logits)))
+
+
+def _fmt(value: Any, kind: str) -> str:
+    if value is None:
+        return "n/a"
+    if kind == "pct":
+        return f"{100 * value:.2f}%"
+    if kind == "int":
+        return f"{int(value):,}"
+    if kind == "rate":
+        return f"{value:,.0f}"
+    return f"{value:.4f}" if kind == "f4" else f"{value:.2f}"
+
+
+def comparison_rows(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Side-by-side rows {metric, kind, <framework>: value} from the runs' summaries."""
+    rows = []
+    epochs = max(len(s["history"]) for s in summaries.values())
+    for e in range(epochs):
+        for key, label, kind in (
+            ("test_accuracy", "test accuracy", "pct"),
+            ("test_loss", "test loss", "f4"),
+            ("train_loss", "train loss", "f4"),
+        ):
+            row = {"metric": f"epoch {e + 1} {label}", "kind": kind}
+            for fw, s in summaries.items():
+                row[fw] = s["history"][e][key] if e < len(s["history"]) else None
+            rows.append(row)
+    for key, label, kind in (
+        ("train_examples_per_s", "train examples/s (compile excluded)", "rate"),
+        ("first_step_s", "first step s (jit compiles here)", "f2"),
+        ("num_params", "parameters", "int"),
+        ("wall_s", "wall time s (data, training, eval)", "f2"),
+    ):
+        rows.append(
+            {"metric": label, "kind": kind, **{fw: s.get(key) for fw, s in summaries.items()}}
+        )
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]], frameworks: list[str]) -> str:
+    """A GitHub-markdown table of `rows`, with a JAX/torch ratio column for speeds."""
+    header = "| metric | " + " | ".join(FRAMEWORK_LABELS[f] for f in frameworks) + " |"
+    lines = [header, "|---|" + "---:|" * len(frameworks)]
+    for row in rows:
+        cells = [_fmt(row.get(fw), row["kind"]) for fw in frameworks]
+        lines.append(f"| {row['metric']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def compare(
+    project_name: str,
+    config,
+    workdir: str | Path = "runs",
+    run_id: str | None = None,
+    frameworks: tuple[str, ...] = ("torch", "jax"),
+    progress: bool = True,
+) -> dict:
+    """Run every framework on the same weights/batches/config; write compare.json and .md."""
+    project = get_project(project_name)
+    run_id = run_id or new_run_id()
+    start = time.perf_counter()
+    weights, logit_diff = initial_weights(project, config)
+    summaries, paths = {}, {}
+    for fw in frameworks:
+        paths[fw] = run_dir(workdir, project.name, fw, run_id)
+        summaries[fw] = project.module(fw).train_and_evaluate(
+            config, paths[fw], init_weights=weights[fw], progress=progress
+        )
+    rows = comparison_rows(summaries)
+    result = {
+        "project": project.name,
+        "run_id": run_id,
+        "config": to_dict(config),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "versions": versions(),
+        "frameworks": list(frameworks),
+        "runs": summaries,
+        "rows": rows,
+        "initial_logits_max_abs_diff": logit_diff,
+        "workdirs": {fw: str(p) for fw, p in paths.items()},
+        "total_wall_s": time.perf_counter() - start,
+    }
+    out = Path(workdir) / project.name / "compare" / run_id
+    write_json(out / "compare.json", result)
+    table = format_table(rows, list(frameworks))
+    atomic_write_text(
+        out / "compare.md",
+        f"# {project.name}: JAX vs PyTorch ({run_id})\n\n"
+        f"Initial weights ported from torch; max |logit diff| before training: "
+        f"{logit_diff:.2e}\n\n{table}\n",
+    )
+    result["table"], result["out_dir"] = table, str(out)
+    return result
+
+
+def compare_command(args) -> int:
+    """`roadmap compare PROJECT`: print and write the side-by-side table."""
+    from comparisons.cli import load_config
+
+    if args.device != "cpu":
+        print("roadmap compare: training runs on the CPU here; use `roadmap bench --device`")
+        return 2
+    config = load_config(args)
+    frameworks = tuple(f.strip() for f in args.frameworks.split(",") if f.strip())
+    result = compare(args.project, config, args.workdir, args.run_id, frameworks, args.progress)
+    print(
+        f"\n{args.project} ({config.model}, {config.dataset}): same initial weights "
+        f"(max |logit diff| {result['initial_logits_max_abs_diff']:.1e}), same batches\n"
+    )
+    print(result["table"])
+    print(f"\nwritten: {result['out_dir']}/compare.json, compare.md")
+    return 0

@@ -1,0 +1,104 @@
+"""`roadmap list` and `roadmap run`: run folders, one framework at a time."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from comparisons.registry import FRAMEWORK_LABELS, get_project, list_projects
+from shared_data.datasets import describe_sources
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and every library whose numbers a result depends on."""
+    out = {"python": platform.python_version()}
+    for name in ("numpy", "jax", "jaxlib", "flax", "optax", "torch", "torchvision"):
+        try:
+            out[name] = __import__(name).__version__
+        except Exception as err:  # noqa: BLE001 - a missing library is itself a fact
+            out[name] = f"unavailable ({type(err).__name__})"
+    out["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
+    return out
+
+
+def run_dir(workdir: str | Path, project: str, framework: str, run_id: str) -> Path:
+    """runs/<project>/<framework>/<run-id>/ (DESIGN.md's layout)."""
+    return Path(workdir) / project / framework / run_id
+
+
+def new_run_id() -> str:
+    """A sortable timestamp naming a new run."""
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def newest_run_id(workdir: str | Path, project: str, framework: str) -> str | None:
+    """The most recently modified run of this project and framework, or None."""
+    root = Path(workdir) / project / framework
+    runs = [p for p in root.iterdir() if p.is_dir()] if root.exists() else []
+    return max(runs, key=lambda p: p.stat().st_mtime).name if runs else None
+
+
+def format_history(summary: dict[str, Any]) -> str:
+    """A fixed-width table of one run's per-epoch metrics."""
+    lines = [
+        f"{'epoch':>5} {'train loss':>10} {'train acc':>9} {'test loss':>9} {'test acc':>8}"
+        f" {'time s':>7}"
+    ]
+    for h in summary["history"]:
+        lines.append(
+            f"{h['epoch']:>5} {h['train_loss']:>10.4f} {h['train_accuracy']:>9.4f} "
+            f"{h['test_loss']:>9.4f} {h['test_accuracy']:>8.4f} {h['epoch_time_s']:>7.1f}"
+        )
+    speed = summary.get("train_examples_per_s")
+    lines.append(
+        f"train examples/s (compile excluded): {speed:.0f}"
+        if speed
+        else "train examples/s: n/a (too few steps)"
+    )
+    if summary.get("first_step_s") is not None:
+        lines.append(f"first step (compiles under jit): {summary['first_step_s']:.2f} s")
+    lines.append(f"parameters: {summary['num_params']:,}   wall time: {summary['wall_s']:.1f} s")
+    return "\n".join(lines)
+
+
+def run_command(args) -> int:
+    """Train and evaluate one project in one framework (`roadmap run`)."""
+    from comparisons.cli import load_config
+
+    if args.device != "cpu":
+        print("roadmap run: training runs on the CPU here; use `roadmap bench --device` for GPUs")
+        return 2
+    project = get_project(args.project)
+    config = load_config(args)
+    run_id = args.run_id
+    if args.resume and run_id is None:
+        run_id = newest_run_id(args.workdir, project.name, args.framework)
+        if run_id is None:
+            print(
+                f"roadmap run: nothing to resume under {Path(args.workdir) / project.name}/"
+                f"{args.framework}; start a run first"
+            )
+            return 2
+    run_id = run_id or new_run_id()
+    path = run_dir(args.workdir, project.name, args.framework, run_id)
+    print(f"{FRAMEWORK_LABELS[args.framework]}: {project.name} -> {path}")
+    summary = project.module(args.framework).train_and_evaluate(
+        config, path, resume=args.resume, progress=args.progress
+    )
+    print(format_history(summary))
+    return 0
+
+
+def list_command(args) -> int:
+    """Print the projects and the datasets this machine can read (`roadmap list`)."""
+    print("projects:")
+    for p in list_projects():
+        print(f"  {p.name:<12} dataset={p.dataset:<10} metric={p.metric:<14} {p.description}")
+    print("datasets:")
+    for row in describe_sources(getattr(args, "data_dir", None)):
+        state = "available" if row["available"] else "missing"
+        print(f"  {row['name']:<12} {state:<10} {row['where']}")
+    return 0

@@ -1,0 +1,23 @@
+"""Pin fp32 on both sides for every test (DESIGN: fair comparison rules)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+from jaxpath.common.precision import pin_fp32 as pin_jax  # noqa: E402
+from torchpath.common.precision import pin_fp32 as pin_torch  # noqa: E402
+
+pin_jax()
+pin_torch()
+
+
+@pytest.fixture
+def smoke_config():
+    """The MNIST smoke config: a tiny synthetic run."""
+    from comparisons.registry import get_project
+
+    return get_project("mnist").config("smoke")
