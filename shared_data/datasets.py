@@ -103,3 +103,15 @@ def describe_sources(data_dir: str | Path | None = None) -> list[dict]:
         },
         {"name": "synthetic", "available": True, "where": "generated on the fly (no files)"},
     ]
+
+
+def load_for_config(config) -> ImageDataset:
+    """The dataset a project config names (dataset, data_dir, download, seed, limits)."""
+    return load_image_dataset(
+        config.dataset,
+        config.data_dir,
+        download=config.download,
+        seed=config.seed,
+        limit_train=config.limit_train,
+        limit_test=config.limit_test,
+    )

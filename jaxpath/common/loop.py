@@ -1,12 +1,11 @@
-"""The JAX training loop shared by every project; mirrors torchpath/common/loop.py line by line.
+"""The JAX side of the shared training loop; mirrors torchpath/common/loop.py.
 
-`fit` owns what is not model-specific: data order, progress bar, logging, timing, checkpoints
-and exact resume. A project's train.py supplies `train_step` and `eval_step`.
+shared_data/training.py drives every epoch; this file supplies what only JAX knows:
+device arrays, PRNG keys derived from the step, and waiting for asynchronous dispatch.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,16 +13,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from jaxpath.common.checkpoint import Checkpointer
 from jaxpath.common.state import num_params
-from shared_data.batches import iterate_batches, num_batches, random_shift, train_val_split
-from shared_data.configs.base import to_dict
-from shared_data.runlog import CONFIG_FILE, SUMMARY_FILE, RunLogger, StepTimer, write_json
-
-FRAMEWORK = "jax"
-SUM_KEYS = ("loss_sum", "correct", "count")
+from shared_data import training
+from shared_data.training import SUM_KEYS
 
 
 def to_device(batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
@@ -41,21 +35,22 @@ def zero_sums() -> dict[str, jax.Array]:
     return {k: jnp.zeros((), jnp.float32) for k in SUM_KEYS}
 
 
-def means(sums: dict[str, Any]) -> dict[str, float]:
-    """Loss and accuracy means from summed metrics."""
-    count = max(float(sums["count"]), 1.0)
-    return {"loss": float(sums["loss_sum"]) / count, "accuracy": float(sums["correct"]) / count}
+FRAMEWORK = training.Framework(
+    name="jax",
+    to_device=to_device,
+    step_rng=step_rng,
+    zero_sums=zero_sums,
+    sums_from_floats=lambda sums: {k: jnp.float32(v) for k, v in sums.items()},
+    # jit dispatch is asynchronous: timings and checkpoints must wait for the values.
+    block=jax.block_until_ready,
+    num_params=lambda state: num_params(state.params),
+    checkpointer=Checkpointer,
+)
 
 
-def evaluate(
-    eval_step: Callable, state, arrays: dict[str, np.ndarray], batch_size: int
-) -> dict[str, float]:
-    """Mean loss and accuracy over every example of `arrays` (last batch padded and masked)."""
-    sums = zero_sums()
-    for batch in iterate_batches(arrays, batch_size, shuffle=False, remainder="pad"):
-        metrics = eval_step(state, to_device(batch))
-        sums = {k: sums[k] + metrics[k] for k in SUM_KEYS}
-    return means(sums)
+def evaluate(eval_step: Callable, state, arrays: dict, batch_size: int) -> dict[str, float]:
+    """Mean loss and accuracy over every example of `arrays`."""
+    return training.evaluate(FRAMEWORK, eval_step, state, arrays, batch_size)
 
 
 def fit(
@@ -70,129 +65,14 @@ def fit(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train `state` on `dataset` for `config.epochs`, evaluating each epoch; returns a summary."""
-    wall_start = time.perf_counter()
-    workdir = Path(workdir)
-    train, val = train_val_split(dataset.train, config.val_size, config.seed)
-    n_train = len(train["label"])
-    steps_per_epoch = num_batches(n_train, config.batch_size, "drop")
-    if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {config.batch_size} exceeds the {n_train} training examples")
-    total_steps = config.epochs * steps_per_epoch
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-
-    checkpointer = Checkpointer(workdir / "checkpoints")
-    meta: dict[str, Any] = {"history": [], "train_sums": None}
-    resumed = resume and checkpointer.latest_step() is not None
-    if resumed:
-        state, meta = checkpointer.restore(state)
-    step = int(state.step)
-    write_json(workdir / CONFIG_FILE, {"framework": FRAMEWORK, **to_dict(config)})
-    logger = RunLogger(workdir, resume_step=step if resumed else None)
-    history: list[dict[str, Any]] = list(meta["history"])
-    sums = (
-        {k: jnp.float32(v) for k, v in meta["train_sums"].items()}
-        if meta.get("train_sums")
-        else zero_sums()
+    return training.fit(
+        FRAMEWORK,
+        config,
+        workdir,
+        state,
+        train_step,
+        eval_step,
+        dataset,
+        resume=resume,
+        progress=progress,
     )
-    timer, augment = StepTimer(), (random_shift if config.augment else None)
-
-    def save(epoch_done: bool) -> float:
-        start = time.perf_counter()
-        train_sums = None if epoch_done else {k: float(v) for k, v in sums.items()}
-        checkpointer.save(step, state, {"history": history, "train_sums": train_sums})
-        return time.perf_counter() - start
-
-    for epoch in range(step // steps_per_epoch, config.epochs):
-        if step >= total_steps:
-            break
-        start_batch = step - epoch * steps_per_epoch
-        batches = iterate_batches(
-            train,
-            config.batch_size,
-            seed=config.seed,
-            epoch=epoch,
-            remainder="drop",
-            start_batch=start_batch,
-            augment=augment,
-        )
-        bar = tqdm(
-            batches,
-            total=steps_per_epoch,
-            initial=start_batch,
-            disable=not progress,
-            desc=f"{FRAMEWORK} epoch {epoch + 1}/{config.epochs}",
-            unit="batch",
-        )
-        epoch_start, steady_start, steady_steps, paused = time.perf_counter(), None, 0, 0.0
-        for batch in bar:
-            step_start = time.perf_counter()
-            state, metrics = train_step(state, to_device(batch), step_rng(config.seed, step))
-            if timer.first_step_s is None:  # the first call compiles: time it on its own
-                jax.block_until_ready(metrics)
-                timer.record(time.perf_counter() - step_start, config.batch_size, first=True)
-            else:
-                steady_start = step_start if steady_start is None else steady_start
-                steady_steps += 1
-            sums = {k: sums[k] + metrics[k] for k in SUM_KEYS}
-            step += 1
-            if step % config.log_every == 0:
-                row = logger.log("train", step, epoch, **means(sums))
-                bar.set_postfix(loss=f"{row['loss']:.4f}", acc=f"{row['accuracy']:.4f}")
-            at_epoch_end = step % steps_per_epoch == 0  # saved below, with the eval
-            if config.checkpoint_every and step % config.checkpoint_every == 0 and not at_epoch_end:
-                paused += save(epoch_done=False)
-            if step >= total_steps:
-                break
-        jax.block_until_ready(state)
-        if steady_start is not None:
-            elapsed = time.perf_counter() - steady_start - paused
-            timer.record(elapsed, steady_steps * config.batch_size, first=False)
-        record = {
-            "epoch": epoch + 1,
-            "step": step,
-            **{f"train_{k}": v for k, v in means(sums).items()},
-            **{
-                f"test_{k}": v
-                for k, v in evaluate(eval_step, state, dataset.test, config.eval_batch_size).items()
-            },
-            "epoch_time_s": time.perf_counter() - epoch_start,
-        }
-        if val["label"].shape[0]:
-            record.update(
-                {
-                    f"val_{k}": v
-                    for k, v in evaluate(eval_step, state, val, config.eval_batch_size).items()
-                }
-            )
-        history.append(record)
-        for split in ("train", "val", "test"):  # epoch means; "train" rows are running means
-            if f"{split}_loss" in record:
-                logger.log(
-                    "train_epoch" if split == "train" else split,
-                    step,
-                    epoch + 1,
-                    loss=record[f"{split}_loss"],
-                    accuracy=record[f"{split}_accuracy"],
-                )
-        save(epoch_done=step % steps_per_epoch == 0)  # max_steps may stop mid-epoch
-        sums = zero_sums()
-        if progress:
-            tqdm.write(
-                f"{FRAMEWORK} epoch {epoch + 1}: test accuracy "
-                f"{record['test_accuracy']:.4f}, loss {record['test_loss']:.4f}"
-            )
-    logger.close()
-    checkpointer.close()
-    summary = {
-        "framework": FRAMEWORK,
-        "history": history,
-        "steps": step,
-        "num_params": num_params(state.params),
-        "first_step_s": timer.first_step_s,
-        "train_examples_per_s": timer.examples_per_s,
-        "resumed": resumed,
-        "wall_s": time.perf_counter() - wall_start,
-    }
-    write_json(workdir / SUMMARY_FILE, summary)
-    return summary

@@ -17,19 +17,7 @@ from jaxpath.common.optim import make_optimizer
 from jaxpath.common.state import TrainState
 from jaxpath.mnist.model import create_model, dummy_input
 from shared_data.batches import num_batches
-from shared_data.datasets import load_image_dataset
-
-
-def load_dataset(config):
-    """The config's dataset as numpy arrays (shared with the torch side)."""
-    return load_image_dataset(
-        config.dataset,
-        config.data_dir,
-        download=config.download,
-        seed=config.seed,
-        limit_train=config.limit_train,
-        limit_test=config.limit_test,
-    )
+from shared_data.datasets import load_for_config
 
 
 def create_state(config, steps_per_epoch: int, init_weights: Any = None) -> TrainState:
@@ -85,7 +73,7 @@ def train_and_evaluate(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train and evaluate per `config`, writing logs and checkpoints under `workdir`."""
-    dataset = load_dataset(config)
+    dataset = load_for_config(config)
     n_train = len(dataset.train["label"]) - config.val_size
     state = create_state(config, num_batches(n_train, config.batch_size, "drop"), init_weights)
     return fit(
@@ -94,7 +82,6 @@ def train_and_evaluate(
 
 
 __all__ = [
-    "load_dataset",
     "create_state",
     "loss_fn",
     "train_step",

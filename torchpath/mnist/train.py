@@ -11,25 +11,13 @@ from typing import Any
 import torch
 
 from shared_data.batches import num_batches
-from shared_data.datasets import load_image_dataset
+from shared_data.datasets import load_for_config
 from torchpath.common.init import build_seeded
 from torchpath.common.loop import fit, to_device
 from torchpath.common.metrics import classification_sums, cross_entropy
 from torchpath.common.optim import make_optimizer
 from torchpath.common.state import TorchState
 from torchpath.mnist.model import create_model
-
-
-def load_dataset(config):
-    """The config's dataset as numpy arrays (shared with the JAX side)."""
-    return load_image_dataset(
-        config.dataset,
-        config.data_dir,
-        download=config.download,
-        seed=config.seed,
-        limit_train=config.limit_train,
-        limit_test=config.limit_test,
-    )
 
 
 def create_state(config, steps_per_epoch: int, init_weights: Any = None) -> TorchState:
@@ -48,7 +36,7 @@ def loss_fn(state: TorchState, batch):
 
 
 def train_step(state: TorchState, batch, rng: int):
-    """One optimizer step on `batch` (state updated in place); returns the batch's metric sums."""
+    """One optimizer step on `batch`; returns the (updated in place) state and metric sums."""
     torch.manual_seed(rng)  # PARITY: JAX passes a key; torch's dropout reads the global RNG
     state.model.train()
     state.optimizer.zero_grad(set_to_none=True)
@@ -58,7 +46,7 @@ def train_step(state: TorchState, batch, rng: int):
     state.scheduler.step()
     state.step += 1
     with torch.no_grad():
-        return classification_sums(logits.detach(), batch["label"])
+        return state, classification_sums(logits.detach(), batch["label"])
 
 
 @torch.inference_mode()
@@ -84,7 +72,7 @@ def train_and_evaluate(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train and evaluate per `config`, writing logs and checkpoints under `workdir`."""
-    dataset = load_dataset(config)
+    dataset = load_for_config(config)
     n_train = len(dataset.train["label"]) - config.val_size
     state = create_state(config, num_batches(n_train, config.batch_size, "drop"), init_weights)
     return fit(
@@ -93,7 +81,6 @@ def train_and_evaluate(
 
 
 __all__ = [
-    "load_dataset",
     "create_state",
     "loss_fn",
     "train_step",
