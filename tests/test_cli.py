@@ -1,0 +1,52 @@
+"""The `roadmap` command line: listing, error messages, and a compare run end to end."""
+
+from __future__ import annotations
+
+import json
+
+from comparisons.cli import main
+
+
+def test_list_names_projects_and_datasets(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "mnist" in out and "digits" in out and "synthetic" in out
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    code = main(["run", "mnist", "--framework", "jax", "--dataset", "mnist", "--data-dir",
+                 str(missing), "--workdir", str(tmp_path / "runs"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(missing) in err
+
+
+def test_unknown_config_field_is_a_clear_error(tmp_path, capsys):
+    code = main(["run", "mnist", "--framework", "torch", "--variant", "smoke", "--set",
+                 "epoch=3", "--workdir", str(tmp_path)])
+    assert code == 2
+    assert "unknown config field 'epoch'" in capsys.readouterr().err
+
+
+def test_resume_without_a_run_says_so(tmp_path, capsys):
+    code = main(["run", "mnist", "--framework", "jax", "--variant", "smoke", "--resume",
+                 "--workdir", str(tmp_path)])
+    assert code == 2
+    assert "nothing to resume" in capsys.readouterr().out
+
+
+def test_compare_prints_and_writes_the_side_by_side_table(tmp_path, capsys):
+    code = main(["compare", "mnist", "--variant", "smoke", "--model", "mlp", "--epochs", "1",
+                 "--workdir", str(tmp_path), "--run-id", "t", "--no-progress"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| epoch 1 test accuracy |" in out and "JAX (jax.jit)" in out
+    result = json.loads((tmp_path / "mnist" / "compare" / "t" / "compare.json").read_text())
+    assert result["initial_logits_max_abs_diff"] <= 1e-5
+    assert set(result["runs"]) == {"jax", "torch"}
+    metrics = {row["metric"] for row in result["rows"]}
+    assert {"train examples/s (compile excluded)", "parameters"} <= metrics
+    for framework in ("jax", "torch"):
+        assert (tmp_path / "mnist" / framework / "t" / "summary.json").exists()
+    assert (tmp_path / "mnist" / "compare" / "t" / "compare.md").read_text().count("|") > 20
