@@ -67,8 +67,10 @@ def summary_params(state) -> int:
 
 def test_overrides_parse_by_type_and_reject_unknown_fields():
     config = get_project("mnist").config()
-    changed = override(config, ["epochs=3", "lr=0.5", "dropout=false", "data_dir=none",
-                                "hidden=512,256", "model=mlp"])
+    changed = override(
+        config,
+        ["epochs=3", "lr=0.5", "dropout=false", "data_dir=none", "hidden=512,256", "model=mlp"],
+    )
     assert (changed.epochs, changed.lr, changed.dropout) == (3, 0.5, False)
     assert changed.data_dir is None and changed.hidden == (512, 256) and changed.model == "mlp"
     with pytest.raises(ConfigError, match="unknown config field 'epoch'.*epochs"):

@@ -15,12 +15,19 @@ from torchpath.common import optim as torch_optim
 
 @pytest.mark.parametrize("schedule", ["constant", "step", "onecycle", "cosine"])
 def test_schedules_match(schedule):
-    config = dataclasses.replace(get_project("mnist").config(), schedule=schedule, epochs=3,
-                                 lr=3e-3, warmup_epochs=0.5, optimizer="adam")
+    config = dataclasses.replace(
+        get_project("mnist").config(),
+        schedule=schedule,
+        epochs=3,
+        lr=3e-3,
+        warmup_epochs=0.5,
+        optimizer="adam",
+    )
     steps_per_epoch = 40
     optax_schedule = jax_optim.make_schedule(config, steps_per_epoch)
     optimizer, scheduler = torch_optim.make_optimizer(
-        config, steps_per_epoch, [torch.nn.Parameter(torch.zeros(1))])
+        config, steps_per_epoch, [torch.nn.Parameter(torch.zeros(1))]
+    )
     torch_lrs = []
     for _ in range(config.epochs * steps_per_epoch):
         torch_lrs.append(optimizer.param_groups[0]["lr"])
@@ -37,5 +44,6 @@ def test_unknown_names_raise():
     with pytest.raises(ValueError, match="unknown schedule 'linear'"):
         jax_optim.make_schedule(config, 10)
     with pytest.raises(ValueError, match="unknown optimizer 'lamb'"):
-        torch_optim.make_optimizer(dataclasses.replace(config, optimizer="lamb"), 10,
-                                   [torch.nn.Parameter(torch.zeros(1))])
+        torch_optim.make_optimizer(
+            dataclasses.replace(config, optimizer="lamb"), 10, [torch.nn.Parameter(torch.zeros(1))]
+        )

@@ -43,8 +43,9 @@ def test_conv_and_linear_layouts():
     np.testing.assert_array_equal(flax_vars["params"]["fc2"]["kernel"], fc2.T)
     # fc1's row for torch feature (c=5, h=3, w=7) sits at Flax row (h=3, w=7, c=5).
     fc1 = torch_model.fc1.weight.detach().numpy().T
-    np.testing.assert_array_equal(flax_vars["params"]["fc1"]["kernel"][(3 * 12 + 7) * 64 + 5],
-                                  fc1[5 * 144 + 3 * 12 + 7])
+    np.testing.assert_array_equal(
+        flax_vars["params"]["fc1"]["kernel"][(3 * 12 + 7) * 64 + 5], fc1[5 * 144 + 3 * 12 + 7]
+    )
 
 
 def test_shape_mismatch_names_the_parameter():
@@ -70,8 +71,10 @@ def test_missing_and_extra_parameters_raise():
 def test_batchnorm_rules():
     bn = torch.nn.BatchNorm1d(4)
     bn.running_mean += 1.5
-    template = {"params": {"bn": {"scale": np.zeros(4), "bias": np.zeros(4)}},
-                "batch_stats": {"bn": {"mean": np.zeros(4), "var": np.zeros(4)}}}
+    template = {
+        "params": {"bn": {"scale": np.zeros(4), "bias": np.zeros(4)}},
+        "batch_stats": {"bn": {"mean": np.zeros(4), "var": np.zeros(4)}},
+    }
     state_dict = {f"bn.{k}": v for k, v in bn.state_dict().items()}
     flax_vars = torch_to_flax(state_dict, template)
     np.testing.assert_array_equal(flax_vars["batch_stats"]["bn"]["mean"], np.full(4, 1.5))

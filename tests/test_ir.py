@@ -1,0 +1,192 @@
+"""`roadmap ir`: op tables, FLOP agreement, parseable StableHLO, stable normalised text, SVGs."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from comparisons.ir import dump_ir
+from comparisons.ir_graphs import (
+    hlo_matmul_conv_flops,
+    normalize_hlo,
+    normalize_mlir,
+    split_kernel_name,
+)
+from comparisons.opmap import aten_category, jax_category
+from comparisons.registry import get_project
+from shared_data.configs.base import override
+
+MODELS = ("mlp", "cnn")
+
+
+def _config(model: str):
+    return override(get_project("mnist").config("default"), {"model": model})
+
+
+@pytest.fixture(scope="module")
+def dumps(tmp_path_factory):
+    """Both models, both frameworks, forward and train step; AOT graphs without Inductor."""
+    out = {}
+    for model in MODELS:
+        root = tmp_path_factory.mktemp(f"ir_{model}")
+        out[model] = (root, dump_ir("mnist", _config(model), root, inductor=False, progress=False))
+    return out
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_forward_op_categories_match(dumps, model):
+    _, summary = dumps[model]
+    jax_cats = summary["frameworks"]["jax"]["forward"]["op_categories"]
+    torch_cats = summary["frameworks"]["torch"]["forward"]["op_categories"]
+    for cats in (jax_cats, torch_cats):
+        assert cats["matmul/conv"] > 0 and cats["elementwise"] > 0 and cats["data movement"] > 0
+    # Same layers: one dot_general/conv per addmm/convolution; pooling on both sides or neither.
+    assert jax_cats["matmul/conv"] == torch_cats["matmul/conv"] == (3 if model == "mlp" else 4)
+    assert jax_cats["reduction"] == torch_cats["reduction"]
+    assert jax_cats["random"] == torch_cats["random"] == 0  # predict runs without dropout
+    assert summary["errors"] == {}
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("what", ["forward", "train_step"])
+def test_matmul_conv_flops_agree(dumps, model, what):
+    _, summary = dumps[model]
+    jax_flops = summary["frameworks"]["jax"][what]["flops"]
+    torch_flops = summary["frameworks"]["torch"][what]["flops"]
+    assert jax_flops["matmul_conv"] > 0
+    assert jax_flops["matmul_conv"] == pytest.approx(torch_flops["flop_counter"], rel=0.01)
+    # XLA's cost analysis also counts elementwise work; it is a different, non-zero number.
+    assert jax_flops["cost_analysis"] > 0
+    assert summary["comparison"][what]["matmul_conv_flops"]["rel_diff"] < 0.01
+
+
+def test_train_step_parts_and_memory(dumps):
+    _, summary = dumps["cnn"]
+    for fw in ("jax", "torch"):
+        step = summary["frameworks"][fw]["train_step"]
+        parts = step["parts"]
+        assert parts["forward"]["op_categories"]["matmul/conv"] == 4  # 2 convs, 2 dense
+        assert parts["backward"]["op_categories"]["matmul/conv"] >= 5
+        assert parts["update"]["op_categories"]["elementwise"] > 0
+        assert parts["update"]["op_categories"]["matmul/conv"] == 0
+        assert step["memory"]["param_bytes"] == 4 * 1_199_882  # pytorch/examples CNN
+        assert step["memory"]["optimizer_state_bytes"] >= 2 * step["memory"]["param_bytes"]
+    assert summary["frameworks"]["jax"]["train_step"]["fusions"]["fusions"] > 0
+
+
+def test_stablehlo_parses_back(dumps):
+    from jax._src.interpreters import mlir
+    from jaxlib.mlir import ir
+
+    root, _ = dumps["cnn"]
+    with mlir.make_ir_context():
+        for what in ("forward", "train_step"):
+            text = (root / "jax" / f"{what}.stablehlo.mlir").read_text()
+            module = ir.Module.parse(text)
+            assert "stablehlo.convolution" in str(module)
+            ir.Module.parse((root / "jax" / f"{what}.stablehlo.norm.txt").read_text())
+
+
+def test_normalised_text_is_stable(dumps, tmp_path):
+    root, first = dumps["mlp"]
+    dump_ir("mnist", _config("mlp"), tmp_path, inductor=False, progress=False)
+    norms = sorted(f for f in first["files"] if f.endswith(".norm.txt"))
+    assert len(norms) >= 15
+    for name in norms:
+        text = (root / name).read_text()
+        assert text == (tmp_path / name).read_text(), name
+        assert not re.search(r"%\d+\b|loc\(|metadata=\{", text), name
+
+
+def test_svgs_are_valid(dumps):
+    root, summary = dumps["cnn"]
+    svgs = [f for f in summary["files"] if f.endswith(".svg")]
+    stems = {f"{fw}/train_step.{p}.svg" for fw in ("jax", "torch") for p in ("forward", "backward")}
+    assert stems <= set(svgs)
+    for name in svgs:
+        tree = ET.parse(root / name)
+        assert tree.getroot().tag.endswith("svg")
+        assert len(tree.getroot().findall(".//{http://www.w3.org/2000/svg}g")) > 5
+
+
+def test_ir_json_and_md(dumps):
+    root, summary = dumps["cnn"]
+    data = json.loads((root / "ir.json").read_text())
+    assert data["frameworks"]["jax"]["forward"]["ops"]["conv_general_dilated"] == 2
+    assert data["frameworks"]["torch"]["forward"]["ops"]["convolution"] == 2
+    md = (root / "ir.md").read_text()
+    assert "| matmul/conv | 4 | 4 |" in md and "FlopCounterMode" in md
+    for name in summary["files"]:
+        assert (root / name).exists(), name
+
+
+def test_failures_are_named(tmp_path, monkeypatch):
+    from comparisons import ir_torch
+
+    def broken(self):
+        raise RuntimeError("no TorchScript today")
+
+    monkeypatch.setattr(ir_torch.TorchDump, "script", broken)
+    summary = dump_ir(
+        "mnist", _config("mlp"), tmp_path, ("torch",), ("forward",), 4, False, inductor=False
+    )
+    error = summary["errors"]["torch.forward.TorchScript"]
+    assert error == "TorchScript failed: RuntimeError: no TorchScript today"
+    assert "torch/forward.core_aten.txt" in summary["files"]  # the rest still appears
+    assert "TorchScript failed" in (tmp_path / "ir.md").read_text()
+
+
+def test_inductor_kernels(tmp_path):
+    """The one torch.compile(Inductor) test: kernels and the ATen ops each one covers."""
+    summary = dump_ir("mnist", _config("mlp"), tmp_path, ("torch",), ("train_step",), 8, False)
+    step = summary["frameworks"]["torch"]["train_step"]
+    assert summary["errors"] == {}
+    assert {"forward", "backward", "update"} <= set(step["parts"])
+    kernels = step["kernels"]
+    assert kernels["kernels"] > 0 and kernels["extern_calls"] > 0
+    covered = {op for g in kernels["graphs"] for k in g["kernels"] for op in k["aten_ops"]}
+    assert "relu" in covered
+    calls = {c["call"] for g in kernels["graphs"] for c in g["extern_calls"]}
+    assert {"extern_kernels.addmm", "extern_kernels.mm"} <= calls
+
+
+HLO = """HloModule m
+
+ENTRY %main (x: f32[8,24,24,64], w: f32[3,3,32,64], a: f32[8,9216], b: f32[9216,128]) -> f32[] {
+  %x = f32[8,24,24,64]{3,2,1,0} parameter(0), metadata={op_name="x" source_file="/a.py"}
+  %w = f32[3,3,32,64]{3,2,1,0} parameter(1)
+  %a = f32[8,9216]{1,0} parameter(2)
+  %b = f32[9216,128]{1,0} parameter(3)
+  %dot.1 = f32[8,128]{1,0} dot(%a, %b), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+  %dx = f32[8,26,26,32]{3,2,1,0} convolution(%x, %w), window={size=3x3 pad=2_2x2_2}, \
+dim_labels=b01f_01oi->b01f
+  ROOT %c = f32[] constant(0)
+}
+"""
+
+
+def test_hlo_flops_count_the_forward_convention():
+    flops = hlo_matmul_conv_flops(HLO.replace("\\\n", ""))
+    assert flops["by_op"]["dot"] == 2 * 8 * 9216 * 128
+    # Input gradient of a 3x3 conv 26x26x32 -> 24x24x64: charged like its forward conv.
+    assert flops["by_op"]["convolution"] == 2 * 8 * 24 * 24 * 64 * 9 * 32
+    assert flops["ops"][1]["dense_flops"] == 2 * 8 * 26 * 26 * 32 * 9 * 64
+
+
+def test_normalizers_and_maps():
+    norm = normalize_hlo(HLO.replace("\\\n", ""))
+    assert "metadata" not in norm and "%v0" in norm and "%x" not in norm
+    mlir = '%0 = stablehlo.add %arg0, %cst : tensor<f32> loc(#loc3)\n#loc3 = loc("a.py":1:2)\n'
+    assert normalize_mlir(mlir) == "%v0 = stablehlo.add %v1, %v2 : tensor<f32>\n"
+    vocab = {"max_pool2d", "max_pool2d_with_indices", "relu", "_log_softmax", "mean"}
+    assert split_kernel_name("cpp_fused_max_pool2d_with_indices_relu_3", vocab) == [
+        "max_pool2d_with_indices",
+        "relu",
+    ]
+    assert split_kernel_name("cpp_fused__log_softmax_mean_0", vocab) == ["_log_softmax", "mean"]
+    assert jax_category("dot_general") == aten_category("aten.addmm.default") == "matmul/conv"
+    assert jax_category("reduce_window_max") == aten_category("max_pool2d") == "reduction"
+    assert aten_category("aten.convolution_backward.default") == "matmul/conv"
