@@ -21,7 +21,7 @@ from report_fixtures import (
     write_compare,
 )
 
-from comparisons import report, report_plots
+from comparisons import report, report_html, report_ir, report_plots
 
 
 class PageParser(HTMLParser):
@@ -73,7 +73,7 @@ def built(tmp_path_factory):
     runs = make_runs_tree(tmp_path_factory.mktemp("report"))
     with pytest.MonkeyPatch.context() as patch:
         # Below the fixture's one large graph: that one is linked by a relative path.
-        patch.setattr(report_plots, "EMBED_MAX_BYTES", BIG_SVG_BYTES)
+        patch.setattr(report_ir, "EMBED_MAX_BYTES", BIG_SVG_BYTES)
         return runs, report.build_report(runs, runs / "report.html")
 
 
@@ -261,10 +261,10 @@ def test_cli_arguments_and_missing_runs_dir(tmp_path, capsys):
 
 
 def test_number_formats_and_alignment():
-    assert report_plots.num(0.99031, "pct") == "99.03%"
-    assert report_plots.num(1_199_882) == "1,199,882"
-    assert report_plots.num(6312.4, "rate") == "6,312"
-    assert report_plots.num(3.1e9) == "3.10e+09"
-    assert "n/a" in report_plots.num(None)
-    table = report_plots.table(["name", "value"], [["a<b", 1.5], ["c", None]])
+    assert report_html.num(0.99031, "pct") == "99.03%"
+    assert report_html.num(1_199_882) == "1,199,882"
+    assert report_html.num(6312.4, "rate") == "6,312"
+    assert report_html.num(3.1e9) == "3.10e+09"
+    assert "n/a" in report_html.num(None)
+    table = report_html.table(["name", "value"], [["a<b", 1.5], ["c", None]])
     assert "a&lt;b" in table and '<th class="num">value</th>' in table

@@ -1,0 +1,248 @@
+"""`roadmap report`'s training-run sections: curves and accuracy per run, and compare results."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from comparisons import report_plots as plots
+from comparisons.report_html import (
+    Html,
+    Num,
+    Page,
+    cell,
+    chart_figure,
+    esc,
+    extras,
+    fw_badge,
+    generic,
+    num,
+    table,
+)
+
+TOOL_DIRS = ("compare", "bench", "ir")
+RUN_FILES = ("summary.json", "metrics.jsonl", "config.json")
+MAX_CURVES_PER_FRAMEWORK = 4
+
+
+def _read_metrics(page: Page, path: Path) -> tuple[list[dict[str, Any]], list[Html]]:
+    """Rows of metrics.jsonl; unparsable lines (a torn last line) are skipped and counted."""
+    if not path.is_file():
+        return [], []
+    rows, bad = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    note = f"{page.show(path)}: skipped {bad} unparsable line(s)"
+    return rows, [page.note(note, error=True)] if bad else []
+
+
+def _discover_runs(page: Page, pdir: Path) -> list[dict[str, Any]]:
+    """Every run folder runs/<project>/<framework>/<run-id>/ with what it holds."""
+    runs = []
+    fdirs = [d for d in pdir.iterdir() if d.is_dir() and d.name not in TOOL_DIRS]
+    for fdir in sorted(d for d in fdirs if not d.name.startswith(".")):
+        for rdir in sorted(d for d in fdir.iterdir() if d.is_dir()):
+            present = [rdir / f for f in RUN_FILES if (rdir / f).is_file()]
+            if not present:
+                continue
+            metrics, notes = _read_metrics(page, rdir / "metrics.jsonl")
+            loaded = {}
+            for name in ("summary", "config"):
+                data, note = page.load_json(rdir / f"{name}.json", missing="")
+                loaded[name] = data if isinstance(data, dict) else {}
+                notes += [note] if data is None and (rdir / f"{name}.json").is_file() else []
+            if not (rdir / "summary.json").is_file():
+                notes.append(Html('<span class="muted wrap">running or stopped: no summary</span>'))
+            summary, config = loaded["summary"], loaded["config"]
+            framework = config.get("framework") or summary.get("framework") or fdir.name
+            mtime = max(p.stat().st_mtime for p in present)
+            runs.append(dict(framework=str(framework), run_id=rdir.name, path=rdir, **loaded))
+            runs[-1].update(metrics=metrics, notes=notes, mtime=mtime)
+    return runs
+
+
+def _history(run: dict[str, Any]) -> list[dict[str, Any]]:
+    history = run["summary"].get("history")
+    if isinstance(history, list) and history:
+        return [h for h in history if isinstance(h, dict)]
+    # No summary yet: rebuild the per-epoch records from metrics.jsonl (test/loss -> test_loss).
+    epochs: dict[Any, dict[str, Any]] = {}
+    for r in (r for r in run["metrics"] if r.get("split") in ("val", "test")):
+        values = {
+            f"{r['split']}_{k}": v for k, v in r.items() if k not in ("split", "step", "epoch")
+        }
+        epochs.setdefault(r.get("epoch"), {"epoch": r.get("epoch")}).update(values)
+    return list(epochs.values())
+
+
+def _project_metric(name: str) -> str:
+    """The history key a project is judged by (the registry's `metric`, e.g. test_accuracy)."""
+    try:
+        from comparisons.registry import get_project
+
+        return str(get_project(name).metric)
+    except Exception:  # noqa: BLE001 - unknown folders are judged by accuracy
+        return "test_accuracy"
+
+
+def runs_section(page: Page, name: str, pdir: Path) -> Html:
+    runs, metric = _discover_runs(page, pdir), _project_metric(name)
+    kind = "pct" if "accuracy" in metric else "f4"
+    if not runs:
+        return page.note(
+            f"no training runs under {page.show(page.runs_dir / name)}: run "
+            f"`roadmap run {name} --framework jax` (and torch), or `roadmap compare {name}`"
+        )
+    parts = []
+    curves, shown = [], {}
+    for run in sorted(runs, key=lambda r: r["mtime"], reverse=True):
+        shown[run["framework"]] = shown.get(run["framework"], 0) + 1
+        if shown[run["framework"]] > MAX_CURVES_PER_FRAMEWORK:
+            continue
+        curves.append(
+            {
+                "framework": run["framework"],
+                "label": f"{run['framework']} {run['run_id']}",
+                "train": [
+                    (r.get("step"), r.get("loss"))
+                    for r in run["metrics"]
+                    if r.get("split") == "train"
+                ],
+                "test": [(h.get("epoch"), h.get(metric)) for h in _history(run)],
+            }
+        )
+    curves.sort(key=lambda c: c["label"])
+    draw = lambda c: plots.training_curves(c, metric)  # noqa: E731
+    parts.append(chart_figure(page, f"the {name} curves", draw, curves))
+    if max(shown.values()) > MAX_CURVES_PER_FRAMEWORK:
+        parts.append(
+            f'<p class="muted">curves show the {MAX_CURVES_PER_FRAMEWORK} newest runs per '
+            "framework; the table lists every run.</p>"
+        )
+    rows = []
+    for run in sorted(runs, key=lambda r: (r["framework"], r["run_id"])):
+        s, history = run["summary"], _history(run)
+        last = history[-1] if history else {}
+        planned = run["config"].get("epochs")
+        epochs = f"{len(history)}" + (f"/{planned}" if planned and planned != len(history) else "")
+        rows.append(
+            [
+                fw_badge(run["framework"]),
+                page.link(run["path"], run["run_id"]),
+                cell(run["config"].get("model")),
+                Num(esc(epochs)),
+                num(last.get(metric), kind),
+                num(last.get("test_loss"), "f4"),
+                num(s.get("train_examples_per_s"), "rate"),
+                num(s.get("first_step_s"), "f2"),
+                num(s.get("wall_s"), "f1"),
+                num(s.get("num_params"), "int"),
+            ]
+            + ([Html(" ".join(run["notes"]))] if any(r["notes"] for r in runs) else [])
+        )
+    headers = ["framework", "run id", "model", "epochs", f"final {metric.replace('_', ' ')}"]
+    headers += ["test loss"]
+    headers += ["train examples/s", "first step (compile) s", "wall s", "params", "notes"]
+    parts.append(table(headers[: len(rows[0])], rows))
+    return Html("".join(parts))
+
+
+_COMPARE_KNOWN = {"project", "run_id", "config", "date", "versions", "frameworks", "runs", "rows"}
+_COMPARE_KNOWN |= {"initial_logits_max_abs_diff", "workdirs", "total_wall_s", "table", "out_dir"}
+
+
+def compare_section(page: Page, name: str, cdir: Path) -> Html:
+    ids = sorted((d for d in cdir.iterdir() if d.is_dir()), reverse=True) if cdir.is_dir() else []
+    if not ids:
+        return page.note(f"no comparisons yet: run `roadmap compare {name}`")
+    parts = []
+    for d in ids:
+        parts.append(f"<h4>{esc(d.name)}</h4>")
+        missing = f"compare.json missing in {page.show(d)}: an interrupted compare?"
+        data, note = page.load_dict(d / "compare.json", missing)
+        parts.append(
+            note if data is None else page.guard(f"compare {d.name}", _compare_one, d, data)
+        )
+    return Html("".join(parts))
+
+
+def _compare_one(page: Page, cdir: Path, data: dict[str, Any]) -> Html:
+    page.add_versions(f"compare {cdir.name}", data.get("versions"))
+    config = data.get("config") if isinstance(data.get("config"), dict) else {}
+    summaries = data.get("runs") if isinstance(data.get("runs"), dict) else {}
+    frameworks = data.get("frameworks") or list(summaries)
+    keys = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "schedule", "seed")
+    facts = [f"{k} {config[k]}" for k in keys if k in config]
+    meta = [esc(data.get("date", "")), esc(", ".join(facts))]
+    diff = data.get("initial_logits_max_abs_diff")
+    if isinstance(diff, int | float):
+        meta.append(f"same initial weights: max |logit diff| before training {diff:.2e}")
+    links = [page.link(cdir / "compare.md")] if (cdir / "compare.md").is_file() else []
+    workdirs = data.get("workdirs") if isinstance(data.get("workdirs"), dict) else {}
+    for fw, path in workdirs.items():
+        # Written relative to where compare ran; the runs folder's own layout is the fallback.
+        tries = (Path(path), page.runs_dir.parent / path, cdir.parent.parent / fw / cdir.name)
+        found = next((p for p in tries if p.is_dir()), None)
+        links += [page.link(found, f"{fw} run")] if found else []
+    parts = [f'<p class="meta">{" · ".join(m for m in meta if m)}</p>']
+    if links:
+        parts.append(f'<p class="meta">files: {" · ".join(links)}</p>')
+    rows = data.get("rows")
+    if not isinstance(rows, list):
+        rows = _derive_rows(summaries)
+        parts.append('<p class="muted">no "rows" in compare.json: derived from runs.</p>')
+    frameworks = [str(f) for f in frameworks] or sorted(
+        {k for r in rows for k in r if k not in ("metric", "kind")}
+    )
+    versus = set(frameworks) == {"jax", "torch"}
+    headers = ["metric", *frameworks] + ["jax vs torch"] * versus
+    body = []
+    for row in (r for r in rows if isinstance(r, dict)):
+        kind = row.get("kind", "auto")
+        cells = [cell(row.get("metric")), *(num(row.get(fw), kind) for fw in frameworks)]
+        if versus:
+            cells.append(_versus(row.get("jax"), row.get("torch"), kind))
+        body.append(cells)
+    parts.append(table([fw_badge(h) if h in frameworks else h for h in headers], body))
+    parts.append(extras(data, _COMPARE_KNOWN))
+    if config:
+        parts.append(f"<details><summary>config</summary>{generic(config)}</details>")
+    return Html("".join(parts))
+
+
+def _versus(jax_value: Any, torch_value: Any, kind: str) -> Num:
+    """Accuracy and loss as a difference (jax - torch); speeds and times as a ratio."""
+    if not all(isinstance(v, int | float) and math.isfinite(v) for v in (jax_value, torch_value)):
+        return num(None)
+    if kind in ("rate", "f2", "f1") and torch_value:
+        return Num(f"{jax_value / torch_value:.2f}&times;")
+    if kind == "pct":
+        return Num(f"{100 * (jax_value - torch_value):+.2f} pp")
+    if kind == "int":
+        return Num("equal" if jax_value == torch_value else f"{jax_value - torch_value:+,}")
+    return Num(f"{jax_value - torch_value:+.4f}")
+
+
+def _derive_rows(summaries: dict[str, Any]) -> list[dict[str, Any]]:
+    """compare.json without rows: per-epoch and whole-run rows from runs.*.history."""
+    summaries = {fw: s for fw, s in summaries.items() if isinstance(s, dict)}
+    histories = {fw: s.get("history") or [] for fw, s in summaries.items()}
+    rows = []
+    for e in range(max((len(h) for h in histories.values()), default=0)):
+        for key, kind in (("test_accuracy", "pct"), ("test_loss", "f4"), ("train_loss", "f4")):
+            row = {"metric": f"epoch {e + 1} {key.replace('_', ' ')}", "kind": kind}
+            for fw, h in histories.items():
+                row[fw] = h[e].get(key) if e < len(h) and isinstance(h[e], dict) else None
+            rows.append(row)
+    run_keys = {"train_examples_per_s": "rate", "first_step_s": "f2", "num_params": "int"}
+    for key, kind in (run_keys | {"wall_s": "f2"}).items():
+        rows.append({"metric": key, "kind": kind} | {fw: s.get(key) for fw, s in summaries.items()})
+    return rows
