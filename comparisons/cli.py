@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from comparisons.registry import FRAMEWORKS, get_project
@@ -76,6 +77,13 @@ def _add_common(parser: argparse.ArgumentParser, project: bool = True, training=
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="roadmap", description=__doc__)
+    parser.add_argument(
+        "--malloc",
+        choices=("system", "tcmalloc", "jemalloc"),
+        default=os.environ.get("ROADMAP_MALLOC", "system"),
+        help="memory allocator of the process (see comparisons/malloc.py); "
+        "default $ROADMAP_MALLOC or system",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="projects, datasets and what is available here")
     p.add_argument("--data-dir", dest="data_dir")
@@ -115,7 +123,11 @@ def _unavailable(name: str, err: Exception) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `roadmap` console script."""
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    from comparisons.malloc import reexec_with
+
+    reexec_with(args.malloc, argv)  # returns only when the allocator is already the one asked
     try:
         return int(args.func(args) or 0)
     except (DataError, ConfigError, KeyError) as err:

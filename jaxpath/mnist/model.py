@@ -7,7 +7,6 @@ Inputs are NHWC float32 images [N, 28, 28, 1]; outputs are logits [N, 10].
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 
 import jax.numpy as jnp
 from flax import linen as nn
@@ -80,7 +79,9 @@ def create_model(config) -> nn.Module:
         raise ValueError(f"unknown model {config.model!r}; known: {', '.join(MODELS)}")
     if config.model == "mlp":
         return MLP(hidden=tuple(config.hidden))
-    return partial(MODELS[config.model], dropout=config.dropout)()
+    if config.model == "fastcnn":
+        return FastCNN(dropout=config.dropout, widths=tuple(config.conv_widths))
+    return CNN(dropout=config.dropout)
 
 
 def input_shape(batch_size: int) -> tuple[int, ...]:

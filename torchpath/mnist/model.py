@@ -7,7 +7,6 @@ Inputs are NCHW float32 images [N, 1, 28, 28]; outputs are logits [N, 10].
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -94,7 +93,9 @@ def create_model(config) -> nn.Module:
         raise ValueError(f"unknown model {config.model!r}; known: {', '.join(MODELS)}")
     if config.model == "mlp":
         return MLP(hidden=tuple(config.hidden))
-    return partial(MODELS[config.model], dropout=config.dropout)()
+    if config.model == "fastcnn":
+        return FastCNN(dropout=config.dropout, widths=tuple(config.conv_widths))
+    return CNN(dropout=config.dropout)
 
 
 def input_shape(batch_size: int) -> tuple[int, ...]:
