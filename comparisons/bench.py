@@ -1,0 +1,496 @@
+"""`roadmap bench PROJECT`: compiled throughput of one project, jax.jit against torch.
+
+Each mode (jax.jit, torch eager, torch.compile, torch.jit.trace) runs the project's own
+training step and inference over a batch-size sweep on synthetic data of the project's
+shapes, converted once outside the timed region. The first call (compilation) is timed on
+its own, warm-up steps are dropped, and each timed step ends with a device sync. FLOPs per
+step come from XLA's cost analysis (JAX) and torch's FlopCounterMode (torch); achieved
+GFLOP/s is set against the matmul peak measured in the same run (comparisons/peak.py).
+Writes <workdir>/<project>/bench/bench.json and bench.md; per-op microbenchmarks are in
+comparisons/bench_ops.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from comparisons.bench_ops import OPS, bench_ops, ops_markdown
+from comparisons.peak import (
+    PEAK_FRAMEWORKS,
+    bench_data_pipeline,
+    data_pipeline_markdown,
+    jax_sync,
+    machine,
+    measure_matmul_peak,
+    pin_fp32,
+    summarize_ms,
+    time_calls,
+    torch_flops,
+    torch_sync_for,
+    versions,
+    xla_flops,
+)
+from comparisons.registry import get_project
+from shared_data.configs.base import to_dict
+from shared_data.runlog import atomic_write_text, write_json
+
+
+@dataclasses.dataclass(frozen=True)
+class Mode:
+    """One way of running a project: its label, framework and the steps it can run."""
+
+    label: str
+    framework: str
+    whats: tuple[str, ...]
+
+
+MODES = {
+    "jax": Mode("jax.jit", "jax", ("train", "infer")),
+    "torch-eager": Mode("torch eager", "torch", ("train", "infer")),
+    "torch-compile": Mode("torch.compile", "torch", ("train", "infer")),
+    # TorchScript traces inference graphs only; torch 2.x deprecates it.
+    "torchscript": Mode("torch.jit.trace", "torch", ("infer",)),
+}
+DEFAULT_BATCH_SIZES = (32, 128, 512)
+DEFAULT_STEPS = 20
+WARMUP_STEPS = 2
+FLOPS_SOURCES = {"jax": "XLA cost_analysis", "torch": "torch FlopCounterMode"}
+# (torch mode, what a JAX/torch ratio against it means)
+COMPARISONS = (
+    ("torch-compile", "compiled vs compiled"),
+    ("torch-eager", "reference: eager torch"),
+    ("torchscript", "reference: traced torch"),
+)
+
+
+class BenchError(RuntimeError):
+    """A bench that cannot start: unknown mode, bad sweep, or a device that is not there."""
+
+
+def resolve_device(device: str) -> str:
+    """Return "cpu" or "cuda"; asking for a GPU that either framework lacks raises BenchError."""
+    if device == "cpu":
+        return "cpu"
+    if device not in ("cuda", "gpu"):
+        raise BenchError(f"unknown device {device!r}; use cpu, cuda or gpu")
+    import jax
+    import torch
+
+    missing = []
+    if not torch.cuda.is_available():
+        missing.append("torch.cuda.is_available() is False")
+    try:
+        jax.devices("gpu")
+    except RuntimeError:
+        missing.append(f"jax.devices() = {jax.devices()}")
+    if missing:
+        raise BenchError(f"no CUDA device: {'; '.join(missing)}")
+    return "cuda"
+
+
+def parse_modes(modes: Any) -> list[str]:
+    """Mode keys from a list or a comma-separated string; unknown names raise BenchError."""
+    names = modes.split(",") if isinstance(modes, str) else list(modes)
+    keys = list(dict.fromkeys(m.strip() for m in names if m.strip()))
+    unknown = [m for m in keys if m not in MODES]
+    if unknown:
+        raise BenchError(f"unknown modes {unknown}; known: {', '.join(MODES)}")
+    return keys
+
+
+@dataclasses.dataclass
+class _Ctx:
+    """What every measurement of one bench needs."""
+
+    project: Any
+    config: Any
+    device: str
+    steps: int
+    warmup: int
+    steps_per_epoch: int
+
+
+@dataclasses.dataclass
+class _Prepared:
+    """A ready step: `call()` runs it, `sync` waits for it, `flops()` counts one."""
+
+    call: Any
+    sync: Any
+    setup_s: float
+    flops: Any
+
+
+def _jax_prepare(ctx: _Ctx, mode: str, what: str, batch_size: int) -> _Prepared:
+    import jax
+
+    from jaxpath.common.loop import step_rng
+
+    jmod = ctx.project.module("jax", "train")
+    dev = jax.devices("gpu" if ctx.device == "cuda" else "cpu")[0]
+    with jax.default_device(dev):
+        state = jmod.create_state(ctx.config, ctx.steps_per_epoch)
+        batch = jax.device_put(jmod.to_device(ctx.project.example_batch(batch_size, 0)), dev)
+        rng = step_rng(ctx.config.seed, 0)
+    box = {"state": state}  # train_step is pure: each call's new state feeds the next
+    if what == "train":
+        fn = jmod.train_step
+
+        def call():
+            box["state"], metrics = fn(box["state"], batch, rng)
+            return box["state"], metrics
+
+        return _Prepared(call, jax_sync, 0.0, lambda: xla_flops(fn, box["state"], batch, rng))
+    fn = jmod.predict if hasattr(jmod.predict, "lower") else jax.jit(jmod.predict)
+    call = lambda: fn(box["state"], batch)
+    return _Prepared(call, jax_sync, 0.0, lambda: xla_flops(fn, box["state"], batch))
+
+
+def _torch_compiled_train(tmod, state, batch, rng: int):
+    """Compiled forward/loss/backward and optimizer step; seeding and scheduler stay eager."""
+    import torch
+
+    opt = state.optimizer
+    for group in opt.param_groups:
+        # A float LR is a constant to dynamo: every scheduler step would recompile the update.
+        group["lr"] = torch.tensor(group["lr"], device=next(state.model.parameters()).device)
+
+    def forward_backward(batch):
+        loss, logits = tmod.loss_fn(state, batch)
+        loss.backward()  # dynamo splits the graph here; AOTAutograd compiles the backward
+        return loss.detach(), logits.detach()
+
+    fwd_bwd = torch.compile(forward_backward, dynamic=False)
+    # The scheduler wraps opt.step in a function dynamo will not trace; call the class's step.
+    opt_step = torch.compile(lambda: type(opt).step(opt), dynamic=False)
+
+    def call():
+        torch.manual_seed(rng)  # eager: dynamo would specialise on the int
+        state.model.train()
+        opt.zero_grad(set_to_none=True)
+        out = fwd_bwd(batch)
+        opt_step()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": it was
+            state.scheduler.step()
+        state.step += 1
+        return out
+
+    return call
+
+
+class _ArgRecorder:
+    """Stands in for state.model during one predict call, to learn the model's inputs."""
+
+    def __init__(self, model):
+        self.model, self.args = model, None
+
+    def eval(self):
+        self.model.eval()
+        return self
+
+    def __call__(self, *args):
+        self.args = args
+        return self.model(*args)
+
+
+def _torch_traced(tmod, state, batch):
+    """The project's predict on a torch.jit.trace of its model."""
+    import torch
+
+    if not hasattr(torch.jit, "trace"):
+        raise RuntimeError(f"torch.jit.trace unavailable in torch {torch.__version__}")
+    recorder = _ArgRecorder(state.model)
+    tmod.predict(dataclasses.replace(state, model=recorder), batch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch 2.x's deprecation notice; tracing still works
+        with torch.no_grad():
+            traced = torch.jit.trace(state.model.eval(), recorder.args)
+    traced_state = dataclasses.replace(state, model=traced)
+    return lambda: tmod.predict(traced_state, batch)
+
+
+def _torch_prepare(ctx: _Ctx, mode: str, what: str, batch_size: int) -> _Prepared:
+    import torch
+
+    from torchpath.common.loop import step_rng
+
+    tmod = ctx.project.module("torch", "train")
+    if mode == "torch-compile":
+        torch._dynamo.reset()  # each batch size compiles from scratch: compile_s is its own
+    batch = tmod.to_device(ctx.project.example_batch(batch_size, 0), ctx.device)
+    rng = step_rng(ctx.config.seed, 0)
+
+    def eager_step(state):
+        return tmod.train_step(state, batch, rng) if what == "train" else tmod.predict(state, batch)
+
+    def new_state():
+        state = tmod.create_state(ctx.config, ctx.steps_per_epoch)
+        state.model.to(ctx.device)  # in place: the optimizer keeps pointing at the parameters
+        return state
+
+    state = new_state()
+    # Compiled and traced graphs do the FLOPs of the eager step they came from.
+    flops = lambda: torch_flops(lambda: eager_step(new_state()))
+    start = time.perf_counter()
+    if mode == "torch-eager":
+        call = lambda: eager_step(state)
+    elif what == "train":  # torch-compile: torchscript has no train step
+        call = _torch_compiled_train(tmod, state, batch, rng)
+    elif mode == "torch-compile":
+        compiled = dataclasses.replace(state, model=torch.compile(state.model, dynamic=False))
+        call = lambda: tmod.predict(compiled, batch)
+    else:
+        call = _torch_traced(tmod, state, batch)
+    return _Prepared(call, torch_sync_for(ctx.device), time.perf_counter() - start, flops)
+
+
+def _measure(ctx: _Ctx, mode: str, what: str, batch_size: int, flops_cache: dict, errors: dict):
+    """One row of results: compile time, step-time spread, throughput and FLOP rate."""
+    framework = MODES[mode].framework
+    prepare = _jax_prepare if framework == "jax" else _torch_prepare
+    prep = prepare(ctx, mode, what, batch_size)
+    start = time.perf_counter()
+    prep.sync(prep.call())
+    compile_s = prep.setup_s + time.perf_counter() - start
+    time_calls(prep.call, prep.sync, ctx.warmup)
+    stats = summarize_ms(time_calls(prep.call, prep.sync, ctx.steps))
+    key = (framework, what, batch_size)
+    if key not in flops_cache:
+        try:
+            flops_cache[key] = prep.flops()
+        except Exception as err:  # a counter failure must not lose the timing
+            errors[f"{mode}/{what}/bs{batch_size}/flops"] = _describe(err, "FLOP count")
+            flops_cache[key] = None
+    flops = flops_cache[key]
+    median_s = stats["median_ms"] / 1e3
+    return {
+        "mode": mode,
+        "framework": framework,
+        "what": what,
+        "batch_size": batch_size,
+        **stats,
+        "examples_per_s": batch_size / median_s,
+        "compile_s": compile_s,
+        "flops_per_step": flops,
+        "flops_source": FLOPS_SOURCES[framework] if flops else None,
+        "gflops": flops / median_s / 1e9 if flops else None,
+        "peak_fraction": None,
+    }
+
+
+def _describe(err: BaseException, what: str) -> str:
+    lines = str(err).strip().splitlines() or [""]
+    return f"{what} failed: {type(err).__name__}: {lines[0][:300]}"
+
+
+def compute_ratios(results: list[dict]) -> list[dict]:
+    """JAX over torch step-time ratios per (step, batch): above 1 means JAX is slower."""
+    by_key = {(r["mode"], r["what"], r["batch_size"]): r for r in results}
+    ratios = []
+    for (mode, what, bs), jax_row in by_key.items():
+        for torch_mode, kind in COMPARISONS if mode == "jax" else ():
+            torch_row = by_key.get((torch_mode, what, bs))
+            if torch_row is None:
+                continue
+            jax_ms, torch_ms = jax_row["median_ms"], torch_row["median_ms"]
+            ratios.append(
+                dict(what=what, batch_size=bs, jax_mode="jax", torch_mode=torch_mode,
+                     comparison=kind, jax_ms=jax_ms, torch_ms=torch_ms,
+                     jax_over_torch=jax_ms / torch_ms)
+            )  # fmt: skip
+    return ratios
+
+
+def bench_project(
+    project_name: str,
+    config: Any,
+    batch_sizes=DEFAULT_BATCH_SIZES,
+    steps: int = DEFAULT_STEPS,
+    modes=tuple(MODES),
+    device: str = "cpu",
+    progress: bool = True,
+    *,
+    warmup: int = WARMUP_STEPS,
+    peak_n: int = 2048,
+    data_examples: int = 8192,
+) -> dict[str, Any]:
+    """Benchmark every (mode, train/infer, batch size) of a project; failures go to "errors"."""
+    device = resolve_device(device)
+    modes = parse_modes(modes)
+    if steps < 1 or not batch_sizes or min(batch_sizes) < 1:
+        raise BenchError(f"need steps >= 1 and positive batch sizes, got {steps}, {batch_sizes}")
+    pin_fp32()
+    project = get_project(project_name)
+    # Schedules must outlast compile + warm-up + timed steps (OneCycleLR raises past its end).
+    ctx = _Ctx(project, config, device, steps, warmup, max(100, steps + warmup + 4))
+    plan = [(m, w, bs) for m in modes for w in MODES[m].whats for bs in batch_sizes]
+    errors: dict[str, str] = {}
+    result: dict[str, Any] = {
+        "project": project_name,
+        "config": to_dict(config),
+        "device": device,
+        "versions": versions(),
+        "machine": machine(),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "steps": steps,
+        "warmup": warmup,
+        "peak_gflops": {},
+        "results": [],
+        "ratios": [],
+        "data_pipeline": {},
+        "ops": [],
+        "errors": errors,
+    }
+    bar = tqdm(total=len(PEAK_FRAMEWORKS) + len(plan) + 1, disable=not progress, desc="bench")
+    for fw in PEAK_FRAMEWORKS:
+        bar.set_description(f"matmul peak {fw}")
+        try:
+            dev = "cpu" if fw == "numpy" else device
+            result["peak_gflops"][fw] = measure_matmul_peak(peak_n, fw, device=dev)
+        except Exception as err:
+            errors[f"peak/{fw}"] = _describe(err, f"{fw} matmul peak")
+        bar.update()
+    flops_cache: dict = {}
+    for mode, what, bs in plan:
+        bar.set_description(f"{MODES[mode].label} {what} bs{bs}")
+        try:
+            row = _measure(ctx, mode, what, bs, flops_cache, errors)
+        except Exception as err:  # named in bench.json; the other modes still run
+            errors[f"{mode}/{what}/bs{bs}"] = _describe(err, f"{MODES[mode].label} {what}")
+        else:
+            peak = result["peak_gflops"].get(row["framework"])
+            if row["gflops"] and peak:
+                row["peak_fraction"] = row["gflops"] / peak
+            result["results"].append(row)
+        bar.update()
+    bar.set_description("data pipeline")
+    try:
+        result["data_pipeline"] = bench_data_pipeline(project, batch_sizes, data_examples)
+    except Exception as err:
+        errors["data_pipeline"] = _describe(err, "shared_data pipeline")
+    bar.update()
+    bar.close()
+    result["machine"]["load_avg_1m_end"] = machine()["load_avg_1m"]
+    result["ratios"] = compute_ratios(result["results"])
+    return result
+
+
+def _fmt(value: Any, spec: str = ".1f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    """The bench as markdown: header, results, ratios, data pipeline, ops, errors."""
+    v, m, peak = result["versions"], result["machine"], result["peak_gflops"]
+    lines = [
+        f"# roadmap bench {result['project']} ({result['config'].get('model', '')})",
+        "",
+        f"{result['date']}; device {result['device']}; {m['cpu_count']} CPUs "
+        f"({m['processor']}), {m['platform']}, "
+        f"load average {_fmt(m['load_avg_1m'])} at the start; python {v['python']}, "
+        f"jax {v['jax']}, jaxlib {v['jaxlib']}, flax {v['flax']}, optax {v['optax']}, "
+        f"torch {v['torch']}, numpy {v['numpy']}.",
+        "Matmul peak (fp32, GFLOP/s): "
+        + ", ".join(f"{k} {_fmt(val)}" for k, val in peak.items())
+        + f". {result['steps']} timed steps after {result['warmup']} warm-up steps; "
+        "compile = the first call.",
+        "",
+        "| mode | step | batch | compile s | median ms | p10–p90 ms | examples/s "
+        "| GFLOP/s | % peak |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["results"]:
+        frac = None if r["peak_fraction"] is None else 100 * r["peak_fraction"]
+        lines.append(
+            f"| {MODES[r['mode']].label} | {r['what']} | {r['batch_size']} | "
+            f"{_fmt(r['compile_s'], '.2f')} | {_fmt(r['median_ms'], '.2f')} | "
+            f"{_fmt(r['p10_ms'], '.2f')}–{_fmt(r['p90_ms'], '.2f')} | "
+            f"{_fmt(r['examples_per_s'], ',.0f')} | {_fmt(r['gflops'])} | {_fmt(frac, '.0f')} |"
+        )
+    lines += ["", "FLOPs per step: " + "; ".join(f"{k}: {s}" for k, s in FLOPS_SOURCES.items())]
+    if result["ratios"]:
+        lines += ["", "| step | batch | JAX vs | comparison | JAX ms | torch ms | JAX/torch |"]
+        lines.append("|---|---|---|---|---|---|---|")
+        for q in result["ratios"]:
+            lines.append(
+                f"| {q['what']} | {q['batch_size']} | {MODES[q['torch_mode']].label} | "
+                f"{q['comparison']} | {q['jax_ms']:.2f} | {q['torch_ms']:.2f} | "
+                f"{q['jax_over_torch']:.2f} |"
+            )
+    if result["data_pipeline"]:
+        lines += ["", data_pipeline_markdown(result["data_pipeline"])]
+    if result["ops"]:
+        lines += ["", ops_markdown(result["ops"])]
+    if result["errors"]:
+        lines += ["", "Errors:", ""] + [f"- `{k}`: {e}" for k, e in result["errors"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_bench(result: dict[str, Any], workdir: str | Path) -> Path:
+    """Write bench.json (atomically) and bench.md under <workdir>/<project>/bench/."""
+    outdir = Path(workdir) / result["project"] / "bench"
+    write_json(outdir / "bench.json", result)
+    atomic_write_text(outdir / "bench.md", to_markdown(result))
+    return outdir
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"want comma-separated integers, got {text!r}") from err
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Bench options; project, --workdir, --variant, --set, --model, --device come from the CLI."""
+    add = parser.add_argument
+    add("--batch-sizes", type=_int_list, default=list(DEFAULT_BATCH_SIZES), help="e.g. 32,128,512")
+    add("--steps", type=int, default=DEFAULT_STEPS, help="timed steps after warm-up (default 20)")
+    add("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
+    add("--ops", action=argparse.BooleanOptionalAction, default=True, help="op microbenchmarks")
+    add("--ops-compile", action="store_true", help="torch.compile in the op benchmarks (slow)")
+    add("--op-names", default=",".join(OPS), help="comma-separated subset of the ops")
+    add("--peak-n", type=int, default=2048, help="matrix size of the matmul peak (default 2048)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the bench from parsed arguments, write and print it; the exit code."""
+    from comparisons.cli import load_config
+
+    progress = getattr(args, "progress", True) and not getattr(args, "no_progress", False)
+    ops = [o.strip() for o in args.op_names.split(",") if o.strip()] if args.ops else []
+    try:
+        device = resolve_device(args.device)
+        modes = parse_modes(args.modes)
+        if [o for o in ops if o not in OPS]:
+            raise BenchError(f"unknown ops in {ops}; known: {', '.join(OPS)}")
+        sweep = (args.batch_sizes, args.steps, modes, device, progress)
+        result = bench_project(args.project, load_config(args), *sweep, peak_n=args.peak_n)
+    except BenchError as err:
+        print(f"roadmap bench: error: {err}", file=sys.stderr)
+        return 2
+    if ops:
+        result["ops"] = bench_ops(
+            ops, args.steps, args.ops_compile, device, progress, peaks=result["peak_gflops"]
+        )
+        for row in result["ops"]:
+            result["errors"].update({f"ops/{row['op']}/{m}": e for m, e in row["errors"].items()})
+    outdir = write_bench(result, args.workdir)
+    print(to_markdown(result))
+    print(f"wrote {outdir / 'bench.json'} and {outdir / 'bench.md'}")
+    return 0 if result["results"] else 1
+
+
+if __name__ == "__main__":
+    from comparisons.cli import main
+
+    sys.exit(main(["bench", *sys.argv[1:]]))

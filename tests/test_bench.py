@@ -1,0 +1,152 @@
+"""`roadmap bench`: every field of bench.json, named failures, the GPU check and the op table.
+
+Numbers are checked for sanity (positive, consistent), never against a time limit.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from comparisons import bench
+from comparisons.bench_ops import OPS, bench_ops, ops_markdown
+from comparisons.cli import main
+from comparisons.peak import measure_matmul_peak
+from comparisons.registry import get_project
+from shared_data.configs.base import override
+
+MODES = ["jax", "torch-eager", "torchscript"]
+BATCH_SIZES = [8, 16]
+TOP_KEYS = {"project", "config", "device", "versions", "machine", "date", "peak_gflops"}
+TOP_KEYS |= {"results", "ratios", "data_pipeline", "ops", "errors"}
+ROW_KEYS = {"mode", "framework", "what", "batch_size", "median_ms", "p10_ms", "p90_ms"}
+ROW_KEYS |= {"examples_per_s", "compile_s", "flops_per_step", "flops_source", "gflops"}
+ROW_KEYS |= {"peak_fraction"}
+QUICK = dict(progress=False, warmup=1, peak_n=128, data_examples=64)
+
+
+def mlp_config():
+    return override(get_project("mnist").config("smoke"), {"model": "mlp"})
+
+
+@pytest.fixture(scope="module")
+def result():
+    return bench.bench_project("mnist", mlp_config(), BATCH_SIZES, 3, MODES, **QUICK)
+
+
+def test_bench_json_has_every_field(result, tmp_path):
+    assert result["errors"] == {}
+    assert TOP_KEYS <= set(result)
+    assert {"python", "jax", "jaxlib", "flax", "optax", "torch", "numpy"} <= set(result["versions"])
+    assert {"cpu_count", "platform"} <= set(result["machine"])
+    assert set(result["peak_gflops"]) == {"numpy", "jax", "torch"}
+    assert all(v > 0 for v in result["peak_gflops"].values())
+    expected = {(m, w, bs) for m in MODES for w in bench.MODES[m].whats for bs in BATCH_SIZES}
+    assert {(r["mode"], r["what"], r["batch_size"]) for r in result["results"]} == expected
+    for row in result["results"]:
+        assert ROW_KEYS <= set(row), row["mode"]
+        assert 0 < row["p10_ms"] <= row["median_ms"] <= row["p90_ms"]
+        assert row["examples_per_s"] > 0 and row["compile_s"] > 0
+        assert row["flops_per_step"] > 0 and row["gflops"] > 0 and row["peak_fraction"] > 0
+        assert row["flops_source"] == bench.FLOPS_SOURCES[row["framework"]]
+    outdir = bench.write_bench(result, tmp_path)
+    assert json.loads((outdir / "bench.json").read_text())["results"] == result["results"]
+    assert "| jax.jit | train | 8 |" in (outdir / "bench.md").read_text()
+
+
+def test_jax_and_torch_count_the_same_mlp_flops(result):
+    flops = {}
+    for r in result["results"]:
+        flops[r["framework"], r["what"], r["batch_size"]] = r["flops_per_step"]
+    for bs in BATCH_SIZES:
+        matmuls = 2 * bs * (784 * 256 + 256 * 128 + 128 * 10)
+        assert flops["torch", "infer", bs] == matmuls  # FlopCounterMode counts matmuls only
+        # XLA also counts the bias adds and ReLUs: a fraction of a percent more.
+        assert flops["jax", "infer", bs] == pytest.approx(matmuls, rel=0.01)
+        # Training adds the backward; XLA also counts Adam's update (~12 FLOPs per parameter),
+        # which at batch 8 is a third of the step.
+        train_jax, train_torch = flops["jax", "train", bs], flops["torch", "train", bs]
+        assert 1.5 * matmuls < train_torch <= train_jax < 2 * train_torch
+
+
+def test_ratios_and_data_pipeline(result):
+    pairs = {(q["what"], q["batch_size"], q["torch_mode"]) for q in result["ratios"]}
+    assert ("train", 8, "torch-eager") in pairs and ("infer", 16, "torchscript") in pairs
+    for q in result["ratios"]:
+        assert q["jax_over_torch"] == pytest.approx(q["jax_ms"] / q["torch_ms"])
+        assert q["comparison"]
+    data = result["data_pipeline"]
+    assert [d["batch_size"] for d in data["results"]] == BATCH_SIZES
+    assert all(
+        d["examples_per_s"] > 0 and d["augmented_examples_per_s"] > 0 for d in data["results"]
+    )
+
+
+def test_a_failing_mode_is_named_and_the_rest_runs(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no compiler on this machine")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    out = bench.bench_project(
+        "mnist", mlp_config(), [8], 1, ["torch-compile", "torch-eager"], **QUICK
+    )
+    assert set(out["errors"]) == {"torch-compile/train/bs8", "torch-compile/infer/bs8"}
+    assert all("torch.compile" in e and "no compiler" in e for e in out["errors"].values())
+    assert {r["mode"] for r in out["results"]} == {"torch-eager"}
+    assert "no compiler on this machine" in bench.to_markdown(out)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_a_clear_error(capsys):
+    with pytest.raises(bench.BenchError, match=r"no CUDA device: torch.cuda.is_available\(\)"):
+        bench.bench_project("mnist", mlp_config(), device="cuda")
+    assert main(["bench", "mnist", "--device", "gpu", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "no CUDA device" in err and "Traceback" not in err
+
+
+def test_unknown_mode_and_op_are_named():
+    with pytest.raises(bench.BenchError, match="torch-jit"):
+        bench.parse_modes("jax,torch-jit")
+    with pytest.raises(ValueError, match="conv3d"):
+        bench_ops(["conv3d"])
+
+
+def test_op_microbenchmarks_at_tiny_sizes():
+    rows = bench_ops(["matmul", "conv2d_fwd_dw"], steps=2, size="tiny", budget_s=0.01,
+                     progress=False, peaks={"jax": 50.0, "torch": 50.0})  # fmt: skip
+    assert [r["op"] for r in rows] == ["matmul", "conv2d_fwd_dw"]
+    assert rows[0]["flops"] == 2 * 64**3
+    assert rows[1]["flops"] == 2 * (2 * 4 * 8 * 8 * 16 * 8 * 9)  # forward + dW
+    for row in rows:
+        assert row["errors"] == {}
+        for mode in ("jax", "torch_eager"):
+            assert row[f"{mode}_median_ms"] > 0 and row[f"{mode}_gflops"] > 0
+            assert row[f"{mode}_peak_fraction"] > 0
+        assert row["jax_over_torch_eager"] > 0
+    assert "| conv2d_fwd_dw |" in ops_markdown(rows)
+    assert set(OPS) >= {"conv2d", "conv2d_fwd_bwd", "depthwise_conv", "attention", "lstm_cell"}
+
+
+def test_matmul_peak_is_positive():
+    assert measure_matmul_peak(64, "numpy", repeats=2) > 0
+
+
+def test_cli_writes_bench_files(tmp_path, capsys):
+    argv = ["bench", "mnist", "--variant", "smoke", "--model", "mlp", "--batch-sizes", "8"]
+    argv += ["--steps", "1", "--modes", "jax,torch-eager", "--op-names", "softmax"]
+    argv += ["--peak-n", "64", "--workdir", str(tmp_path), "--no-progress"]
+    assert main(argv) == 0
+    data = json.loads((tmp_path / "mnist" / "bench" / "bench.json").read_text())
+    assert data["config"]["model"] == "mlp" and data["ops"][0]["op"] == "softmax"
+    assert "| softmax |" in capsys.readouterr().out
+
+
+def test_torch_compile_trains_the_mlp():
+    out = bench.bench_project("mnist", mlp_config(), [8], 2, ["torch-compile"], **QUICK)
+    assert out["errors"] == {}
+    rows = {r["what"]: r for r in out["results"]}
+    assert set(rows) == {"train", "infer"}
+    assert all(r["compile_s"] > 0 and r["median_ms"] > 0 and r["gflops"] > 0 for r in rows.values())
