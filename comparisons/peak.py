@@ -170,7 +170,10 @@ def machine() -> dict[str, Any]:
         # Other processes on a shared machine stall torch's OpenMP barriers: record the load.
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         # OpenMP threads that spin (the default) lose whole time slices on a busy machine.
-        "env": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "XLA_FLAGS")},
+        "env": {
+            k: os.environ.get(k)
+            for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "XLA_FLAGS", "LD_PRELOAD")
+        },
     }
 
 

@@ -21,6 +21,9 @@ def versions() -> dict[str, str]:
         except Exception as err:  # noqa: BLE001 - a missing library is itself a fact
             out[name] = f"unavailable ({type(err).__name__})"
     out["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
+    from comparisons.malloc import active_allocator
+
+    out["allocator"] = active_allocator()  # tcmalloc doubles JAX:CPU training speed here
     return out
 
 
