@@ -15,30 +15,81 @@ def test_list_names_projects_and_datasets(capsys):
 
 def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):
     missing = tmp_path / "nowhere"
-    code = main(["run", "mnist", "--framework", "jax", "--dataset", "mnist", "--data-dir",
-                 str(missing), "--workdir", str(tmp_path / "runs"), "--no-progress"])
+    code = main(
+        [
+            "run",
+            "mnist",
+            "--framework",
+            "jax",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(missing),
+            "--workdir",
+            str(tmp_path / "runs"),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert str(missing) in err
 
 
 def test_unknown_config_field_is_a_clear_error(tmp_path, capsys):
-    code = main(["run", "mnist", "--framework", "torch", "--variant", "smoke", "--set",
-                 "epoch=3", "--workdir", str(tmp_path)])
+    code = main(
+        [
+            "run",
+            "mnist",
+            "--framework",
+            "torch",
+            "--variant",
+            "smoke",
+            "--set",
+            "epoch=3",
+            "--workdir",
+            str(tmp_path),
+        ]
+    )
     assert code == 2
     assert "unknown config field 'epoch'" in capsys.readouterr().err
 
 
 def test_resume_without_a_run_says_so(tmp_path, capsys):
-    code = main(["run", "mnist", "--framework", "jax", "--variant", "smoke", "--resume",
-                 "--workdir", str(tmp_path)])
+    code = main(
+        [
+            "run",
+            "mnist",
+            "--framework",
+            "jax",
+            "--variant",
+            "smoke",
+            "--resume",
+            "--workdir",
+            str(tmp_path),
+        ]
+    )
     assert code == 2
     assert "nothing to resume" in capsys.readouterr().out
 
 
 def test_compare_prints_and_writes_the_side_by_side_table(tmp_path, capsys):
-    code = main(["compare", "mnist", "--variant", "smoke", "--model", "mlp", "--epochs", "1",
-                 "--workdir", str(tmp_path), "--run-id", "t", "--no-progress"])
+    code = main(
+        [
+            "compare",
+            "mnist",
+            "--variant",
+            "smoke",
+            "--model",
+            "mlp",
+            "--epochs",
+            "1",
+            "--workdir",
+            str(tmp_path),
+            "--run-id",
+            "t",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "| epoch 1 test accuracy |" in out and "JAX (jax.jit)" in out

@@ -34,6 +34,6 @@ def test_reexec_preloads_the_library(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(malloc.os, "execve", lambda exe, args, env: calls.append((args, env)))
     malloc.reexec_with("jemalloc", ["compare", "mnist"])
-    (args, env), = calls
+    ((args, env),) = calls
     assert args[1:] == ["-m", "comparisons.cli", "compare", "mnist"]
     assert env["LD_PRELOAD"] == f"{library}:/other.so"

@@ -59,10 +59,20 @@ def get_config(variant: str = "default") -> MnistConfig:
         "default": base,
         # pytorch/examples/mnist's own recipe, for reference (14 epochs there).
         "examples": dataclasses.replace(
-            base, optimizer="adadelta", lr=1.0, schedule="step", gamma=0.7, epochs=14),
+            base, optimizer="adadelta", lr=1.0, schedule="step", gamma=0.7, epochs=14
+        ),
         "fast": dataclasses.replace(
-            base, model="fastcnn", conv_widths=(16, 32), optimizer="adam", lr=5e-3,
-            schedule="onecycle", batch_size=128, epochs=2, dropout=False, log_every=200),
+            base,
+            model="fastcnn",
+            conv_widths=(16, 32),
+            optimizer="adam",
+            lr=5e-3,
+            schedule="onecycle",
+            batch_size=128,
+            epochs=2,
+            dropout=False,
+            log_every=200,
+        ),
         "digits": dataclasses.replace(
             base,
             dataset="digits",
