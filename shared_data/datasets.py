@@ -13,6 +13,7 @@ from .digits import DIGITS_SOURCE, load_digits_as_mnist
 from .errors import DataError
 from .mnist import _not_found_message, load_mnist_with_source, mnist_dir
 from .synthetic import SYNTHETIC_SOURCE, synthetic_mnist
+from .tfds_source import PREFIX, load_tfds
 
 DATASETS = ("mnist", "digits", "synthetic")
 
@@ -65,8 +66,14 @@ def load_image_dataset(
         splits, source = load_digits_as_mnist(seed=seed), DIGITS_SOURCE
     elif key == "synthetic":
         splits, source = synthetic_mnist(seed=seed), SYNTHETIC_SOURCE
+    elif key.startswith(PREFIX):
+        splits = load_tfds(key[len(PREFIX) :], data_dir, download=download)
+        source = f"TensorFlow Datasets {key[len(PREFIX) :]} ({data_dir or '~/tensorflow_datasets'})"
     else:
-        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+        raise DataError(
+            f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}, "
+            f"or {PREFIX}<name> for a dataset prepared by TensorFlow Datasets"
+        )
     return ImageDataset(
         name=key,
         train=_to_split(*splits["train"], limit_train),
@@ -102,6 +109,11 @@ def describe_sources(data_dir: str | Path | None = None) -> list[dict]:
             "where": digits_where,
         },
         {"name": "synthetic", "available": True, "where": "generated on the fly (no files)"},
+        {
+            "name": f"{PREFIX}<name>",
+            "available": importlib.util.find_spec("tensorflow_datasets") is not None,
+            "where": "datasets prepared by `tfds build` (optional: pip install -e '.[tfds]')",
+        },
     ]
 
 
