@@ -6,8 +6,8 @@ shapes, converted once outside the timed region. The first call (compilation) is
 its own, warm-up steps are dropped, and each timed step ends with a device sync. FLOPs per
 step come from XLA's cost analysis (JAX) and torch's FlopCounterMode (torch); achieved
 GFLOP/s is set against the matmul peak measured in the same run (comparisons/peak.py).
-Writes <workdir>/<project>/bench/bench.json and bench.md; per-op microbenchmarks are in
-comparisons/bench_ops.py.
+Writes <workdir>/<project>/bench/bench.json and bench.md; the per-mode step builders are in
+comparisons/bench_modes.py, per-op microbenchmarks in comparisons/bench_ops.py.
 """
 
 from __future__ import annotations
@@ -17,27 +17,23 @@ import dataclasses
 import datetime
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from comparisons.bench_modes import Ctx, jax_prepare, torch_prepare
 from comparisons.bench_ops import OPS, bench_ops, ops_markdown
 from comparisons.peak import (
     PEAK_FRAMEWORKS,
     bench_data_pipeline,
     data_pipeline_markdown,
-    jax_sync,
     machine,
     measure_matmul_peak,
     pin_fp32,
     summarize_ms,
     time_calls,
-    torch_flops,
-    torch_sync_for,
     versions,
-    xla_flops,
 )
 from comparisons.registry import get_project
 from shared_data.configs.base import to_dict
@@ -107,156 +103,10 @@ def parse_modes(modes: Any) -> list[str]:
     return keys
 
 
-@dataclasses.dataclass
-class _Ctx:
-    """What every measurement of one bench needs."""
-
-    project: Any
-    config: Any
-    device: str
-    steps: int
-    warmup: int
-    steps_per_epoch: int
-
-
-@dataclasses.dataclass
-class _Prepared:
-    """A ready step: `call()` runs it, `sync` waits for it, `flops()` counts one."""
-
-    call: Any
-    sync: Any
-    setup_s: float
-    flops: Any
-
-
-def _jax_prepare(ctx: _Ctx, mode: str, what: str, batch_size: int) -> _Prepared:
-    import jax
-
-    from jaxpath.common.loop import step_rng
-
-    jmod = ctx.project.module("jax", "train")
-    dev = jax.devices("gpu" if ctx.device == "cuda" else "cpu")[0]
-    with jax.default_device(dev):
-        state = jmod.create_state(ctx.config, ctx.steps_per_epoch)
-        batch = jax.device_put(jmod.to_device(ctx.project.example_batch(batch_size, 0)), dev)
-        rng = step_rng(ctx.config.seed, 0)
-    box = {"state": state}  # train_step is pure: each call's new state feeds the next
-    if what == "train":
-        fn = jmod.train_step
-
-        def call():
-            box["state"], metrics = fn(box["state"], batch, rng)
-            return box["state"], metrics
-
-        return _Prepared(call, jax_sync, 0.0, lambda: xla_flops(fn, box["state"], batch, rng))
-    fn = jmod.predict if hasattr(jmod.predict, "lower") else jax.jit(jmod.predict)
-    call = lambda: fn(box["state"], batch)
-    return _Prepared(call, jax_sync, 0.0, lambda: xla_flops(fn, box["state"], batch))
-
-
-def _torch_compiled_train(tmod, state, batch, rng: int):
-    """Compiled forward/loss/backward and optimizer step; seeding and scheduler stay eager."""
-    import torch
-
-    opt = state.optimizer
-    for group in opt.param_groups:
-        # A float LR is a constant to dynamo: every scheduler step would recompile the update.
-        group["lr"] = torch.tensor(group["lr"], device=next(state.model.parameters()).device)
-
-    def forward_backward(batch):
-        loss, logits = tmod.loss_fn(state, batch)
-        loss.backward()  # dynamo splits the graph here; AOTAutograd compiles the backward
-        return loss.detach(), logits.detach()
-
-    fwd_bwd = torch.compile(forward_backward, dynamic=False)
-    # The scheduler wraps opt.step in a function dynamo will not trace; call the class's step.
-    opt_step = torch.compile(lambda: type(opt).step(opt), dynamic=False)
-
-    def call():
-        torch.manual_seed(rng)  # eager: dynamo would specialise on the int
-        state.model.train()
-        opt.zero_grad(set_to_none=True)
-        out = fwd_bwd(batch)
-        opt_step()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": it was
-            state.scheduler.step()
-        state.step += 1
-        return out
-
-    return call
-
-
-class _ArgRecorder:
-    """Stands in for state.model during one predict call, to learn the model's inputs."""
-
-    def __init__(self, model):
-        self.model, self.args = model, None
-
-    def eval(self):
-        self.model.eval()
-        return self
-
-    def __call__(self, *args):
-        self.args = args
-        return self.model(*args)
-
-
-def _torch_traced(tmod, state, batch):
-    """The project's predict on a torch.jit.trace of its model."""
-    import torch
-
-    if not hasattr(torch.jit, "trace"):
-        raise RuntimeError(f"torch.jit.trace unavailable in torch {torch.__version__}")
-    recorder = _ArgRecorder(state.model)
-    tmod.predict(dataclasses.replace(state, model=recorder), batch)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch 2.x's deprecation notice; tracing still works
-        with torch.no_grad():
-            traced = torch.jit.trace(state.model.eval(), recorder.args)
-    traced_state = dataclasses.replace(state, model=traced)
-    return lambda: tmod.predict(traced_state, batch)
-
-
-def _torch_prepare(ctx: _Ctx, mode: str, what: str, batch_size: int) -> _Prepared:
-    import torch
-
-    from torchpath.common.loop import step_rng
-
-    tmod = ctx.project.module("torch", "train")
-    if mode == "torch-compile":
-        torch._dynamo.reset()  # each batch size compiles from scratch: compile_s is its own
-    batch = tmod.to_device(ctx.project.example_batch(batch_size, 0), ctx.device)
-    rng = step_rng(ctx.config.seed, 0)
-
-    def eager_step(state):
-        return tmod.train_step(state, batch, rng) if what == "train" else tmod.predict(state, batch)
-
-    def new_state():
-        state = tmod.create_state(ctx.config, ctx.steps_per_epoch)
-        state.model.to(ctx.device)  # in place: the optimizer keeps pointing at the parameters
-        return state
-
-    state = new_state()
-    # Compiled and traced graphs do the FLOPs of the eager step they came from.
-    flops = lambda: torch_flops(lambda: eager_step(new_state()))
-    start = time.perf_counter()
-    if mode == "torch-eager":
-        call = lambda: eager_step(state)
-    elif what == "train":  # torch-compile: torchscript has no train step
-        call = _torch_compiled_train(tmod, state, batch, rng)
-    elif mode == "torch-compile":
-        compiled = dataclasses.replace(state, model=torch.compile(state.model, dynamic=False))
-        call = lambda: tmod.predict(compiled, batch)
-    else:
-        call = _torch_traced(tmod, state, batch)
-    return _Prepared(call, torch_sync_for(ctx.device), time.perf_counter() - start, flops)
-
-
-def _measure(ctx: _Ctx, mode: str, what: str, batch_size: int, flops_cache: dict, errors: dict):
+def _measure(ctx: Ctx, mode: str, what: str, batch_size: int, flops_cache: dict, errors: dict):
     """One row of results: compile time, step-time spread, throughput and FLOP rate."""
     framework = MODES[mode].framework
-    prepare = _jax_prepare if framework == "jax" else _torch_prepare
+    prepare = jax_prepare if framework == "jax" else torch_prepare
     prep = prepare(ctx, mode, what, batch_size)
     start = time.perf_counter()
     prep.sync(prep.call())
@@ -331,7 +181,7 @@ def bench_project(
     pin_fp32()
     project = get_project(project_name)
     # Schedules must outlast compile + warm-up + timed steps (OneCycleLR raises past its end).
-    ctx = _Ctx(project, config, device, steps, warmup, max(100, steps + warmup + 4))
+    ctx = Ctx(project, config, device, steps, warmup, max(100, steps + warmup + 4))
     plan = [(m, w, bs) for m in modes for w in MODES[m].whats for bs in batch_sizes]
     errors: dict[str, str] = {}
     result: dict[str, Any] = {
