@@ -8,7 +8,7 @@ import os
 import sys
 
 from comparisons.registry import FRAMEWORKS, get_project
-from shared_data.configs.base import ConfigError, override
+from shared_data.configs.base import ConfigError, UnknownNameError, override
 from shared_data.errors import DataError
 
 # Flags that name a config field directly; --set covers every other field.
@@ -123,16 +123,17 @@ def _unavailable(name: str, err: Exception) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `roadmap` console script."""
+    from_console = argv is None
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    from comparisons.malloc import reexec_with
+    if from_console:  # never replace a host process (pytest, a notebook) calling main(argv)
+        from comparisons.malloc import reexec_with
 
-    reexec_with(args.malloc, argv)  # returns only when the allocator is already the one asked
+        reexec_with(args.malloc, argv)  # returns when the allocator already is the one asked
     try:
         return int(args.func(args) or 0)
-    except (DataError, ConfigError, KeyError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"roadmap {args.command}: error: {message}", file=sys.stderr)
+    except (DataError, ConfigError, UnknownNameError) as err:
+        print(f"roadmap {args.command}: error: {err}", file=sys.stderr)
         return 2
 
 

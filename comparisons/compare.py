@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from comparisons.registry import FRAMEWORK_LABELS, get_project
-from comparisons.runs import new_run_id, run_dir, versions
+from comparisons.runs import new_run_id, pin_cpu_fp32, run_dir, versions
 from comparisons.weights import torch_to_flax
 from shared_data.configs.base import to_dict
 from shared_data.runlog import atomic_write_text, write_json
@@ -152,6 +152,7 @@ def compare_command(args) -> int:
         print("roadmap compare: training runs on the CPU here; use `roadmap bench --device`")
         return 2
     config = load_config(args)
+    pin_cpu_fp32()
     frameworks = tuple(f.strip() for f in args.frameworks.split(",") if f.strip())
     result = compare(args.project, config, args.workdir, args.run_id, frameworks, args.progress)
     print(

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from shared_data.configs.base import UnknownNameError
+
 FRAMEWORKS = {"jax": "jaxpath", "torch": "torchpath"}
 FRAMEWORK_LABELS = {"jax": "JAX (jax.jit)", "torch": "PyTorch (eager)"}
 
@@ -44,7 +46,9 @@ class Project:
     def module(self, framework: str, part: str = "train") -> ModuleType:
         """`jaxpath.<name>.<part>` or `torchpath.<name>.<part>`."""
         if framework not in FRAMEWORKS:
-            raise KeyError(f"unknown framework {framework!r}; known: {', '.join(FRAMEWORKS)}")
+            raise UnknownNameError(
+                f"unknown framework {framework!r}; known: {', '.join(FRAMEWORKS)}"
+            )
         return importlib.import_module(f"{FRAMEWORKS[framework]}.{self.name}.{part}")
 
     def example_batch(self, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -74,7 +78,7 @@ def register(project: Project) -> Project:
 def get_project(name: str) -> Project:
     """The project called `name`; unknown names raise with the list of known ones."""
     if name not in _REGISTRY:
-        raise KeyError(f"unknown project {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+        raise UnknownNameError(f"unknown project {name!r}; known: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
 
 

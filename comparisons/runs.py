@@ -27,6 +27,18 @@ def versions() -> dict[str, str]:
     return out
 
 
+def pin_cpu_fp32() -> None:
+    """Run both frameworks on the CPU in full fp32 (DESIGN: fair comparison rules)."""
+    # Before JAX initialises a backend: a jax[cuda] install would otherwise take the GPU
+    # while torch stays on the CPU.
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    from jaxpath.common.precision import pin_fp32 as pin_jax
+    from torchpath.common.precision import pin_fp32 as pin_torch
+
+    pin_jax()
+    pin_torch()
+
+
 def run_dir(workdir: str | Path, project: str, framework: str, run_id: str) -> Path:
     """runs/<project>/<framework>/<run-id>/ (DESIGN.md's layout)."""
     return Path(workdir) / project / framework / run_id
@@ -76,6 +88,7 @@ def run_command(args) -> int:
         return 2
     project = get_project(args.project)
     config = load_config(args)
+    pin_cpu_fp32()
     run_id = args.run_id
     if args.resume and run_id is None:
         run_id = newest_run_id(args.workdir, project.name, args.framework)

@@ -70,6 +70,18 @@ class _TensorBoard:
             self._event_pb2.Event(wall_time=time.time(), step=step, summary=summary)
         )
 
+    def restart_at(self, step: int) -> None:
+        """Tell TensorBoard to drop events after `step` (those a resumed run replays)."""
+        # A SessionLog START makes TensorBoard purge orphaned events with larger steps,
+        # the mechanism behind torch's SummaryWriter(purge_step=...).
+        self._writer.add_event(
+            self._event_pb2.Event(
+                wall_time=time.time(),
+                step=step,
+                session_log=self._event_pb2.SessionLog(status=self._event_pb2.SessionLog.START),
+            )
+        )
+
     def close(self) -> None:
         """Flush and close the event file."""
         self._writer.close()
@@ -90,6 +102,8 @@ class RunLogger:
             atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self._file = open(self.path, "a", encoding="utf-8")
         self._tb = _TensorBoard(self.workdir / "tensorboard") if tensorboard else None
+        if self._tb is not None and resume_step is not None:
+            self._tb.restart_at(resume_step)
 
     def log(self, split: str, step: int, epoch: int, **values: float) -> dict[str, Any]:
         """Record one row of metrics for `split` ("train", "val", "test") at `step`."""

@@ -49,7 +49,8 @@ def search_roots(data_dir: str | Path | None = None) -> list[tuple[str, Path]]:
                 "fix the --data-dir path, or leave it out to use "
                 f"${ENV_VAR} or the download cache {cache_dir()}"
             )
-        roots.append(("--data-dir", explicit))
+        # An explicit folder binds: falling back elsewhere would hide a wrong path.
+        return [("--data-dir", explicit)]
     env = os.environ.get(ENV_VAR)
     if env:
         roots.append((f"${ENV_VAR}", Path(env).expanduser()))

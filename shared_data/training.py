@@ -9,6 +9,7 @@ asynchronous work, ...), so the two loops cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .batches import iterate_batches, num_batches, random_shift, train_val_split
-from .configs.base import to_dict
+from .configs.base import ConfigError, to_dict
 from .runlog import CONFIG_FILE, SUMMARY_FILE, RunLogger, StepTimer, write_json
 
 SUM_KEYS = ("loss_sum", "correct", "count")
@@ -35,6 +36,29 @@ class Framework:
     block: Callable[[Any], Any]  # wait until asynchronous work on this value is done
     num_params: Callable[[Any], int]  # trainable scalars of a state
     checkpointer: Callable[[Path], Any]  # folder -> object with save/restore/latest_step/close
+
+
+# Fields that may change between a run and its resumption: they do not change the numbers.
+RESUMABLE_CHANGES = frozenset({"data_dir", "download", "log_every", "checkpoint_every"})
+
+
+def check_resume_config(path: Path, config) -> None:
+    """Refuse to resume a run under a config that would compute something else."""
+    if not path.exists():
+        return
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    current = to_dict(config)
+    changed = sorted(
+        k
+        for k, v in current.items()
+        if k not in RESUMABLE_CHANGES and k in stored and json.dumps(stored[k]) != json.dumps(v)
+    )
+    if changed:
+        details = ", ".join(f"{k}: {stored[k]!r} -> {current[k]!r}" for k in changed)
+        raise ConfigError(
+            f"cannot resume {path.parent} with a different config ({details}); "
+            "repeat the original flags, or start a new run"
+        )
 
 
 def means(sums: dict[str, Any]) -> dict[str, float]:
@@ -78,8 +102,16 @@ def fit(
 
     checkpointer = fw.checkpointer(workdir / "checkpoints")
     meta: dict[str, Any] = {"history": [], "train_sums": None}
+    if not resume and checkpointer.latest_step() is not None:
+        # Mixing a new run into an old run's checkpoints would make a later resume lie.
+        raise ConfigError(
+            f"{workdir} already holds a run (checkpoints up to step "
+            f"{checkpointer.latest_step()}); continue it with --resume or "
+            "start a new one with another --run-id / workdir"
+        )
     resumed = resume and checkpointer.latest_step() is not None
     if resumed:
+        check_resume_config(workdir / CONFIG_FILE, config)
         state, meta = checkpointer.restore(state)
         tqdm.write(
             f"{fw.name}: resumed from {checkpointer.directory} at step {checkpointer.latest_step()}"
@@ -134,6 +166,7 @@ def fit(
                 row = logger.log("train", step, epoch, **means(sums))
                 bar.set_postfix(loss=f"{row['loss']:.4f}", acc=f"{row['accuracy']:.4f}")
             mid_epoch = step % steps_per_epoch != 0  # the epoch-end save comes with the eval
+            mid_epoch = mid_epoch and step < total_steps  # a max_steps stop is saved below
             if config.checkpoint_every and step % config.checkpoint_every == 0 and mid_epoch:
                 paused += save(epoch_done=False)
             if step >= total_steps:

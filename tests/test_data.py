@@ -250,18 +250,21 @@ def test_mnist_not_found_explains_options(tmp_path, monkeypatch):
     empty.mkdir()
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "env-root"))
     with pytest.raises(DataError) as exc:
-        load_mnist(empty)
+        load_mnist()
     message = str(exc.value)
     for needle in (
         "--data-dir",
         ENV_VAR,
         "--download",
-        str(empty),
         str(tmp_path / "env-root"),
         str(cache_dir()),
         "train-images-idx3-ubyte.gz",
     ):
         assert needle in message
+    # An explicit folder binds: it is the only place searched, and the error names it.
+    with pytest.raises(DataError) as exc:
+        load_mnist(empty)
+    assert str(empty) in str(exc.value) and str(tmp_path / "env-root") not in str(exc.value)
 
 
 def test_mnist_missing_one_file(fake_dir):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -103,6 +104,7 @@ def test_normalised_text_is_stable(dumps, tmp_path):
         assert not re.search(r"%\d+\b|loc\(|metadata=\{", text), name
 
 
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` not installed")
 def test_svgs_are_valid(dumps):
     root, summary = dumps["cnn"]
     svgs = [f for f in summary["files"] if f.endswith(".svg")]
@@ -141,6 +143,7 @@ def test_failures_are_named(tmp_path, monkeypatch):
     assert "TorchScript failed" in (tmp_path / "ir.md").read_text()
 
 
+@pytest.mark.skipif(shutil.which("g++") is None, reason="Inductor needs a C++ compiler")
 def test_inductor_kernels(tmp_path):
     """The one torch.compile(Inductor) test: kernels and the ATen ops each one covers."""
     summary = dump_ir("mnist", _config("mlp"), tmp_path, ("torch",), ("train_step",), 8, False)

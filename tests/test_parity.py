@@ -42,7 +42,7 @@ def test_same_weights_same_logits(model):
     assert np.max(np.abs(jax_logits - torch_logits)) <= 1e-5
 
 
-@pytest.mark.parametrize("model", ["mlp", "cnn"])
+@pytest.mark.parametrize("model", ["mlp", "cnn", "fastcnn"])
 @pytest.mark.parametrize("optimizer,lr", [("sgd", 0.05), ("adam", 1e-3), ("adadelta", 1.0)])
 def test_one_step_same_parameters(model, optimizer, lr):
     config, jax_train, jax_state, torch_train, torch_state = _pair(

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from comparisons.registry import FRAMEWORKS, get_project
+from jaxpath.common.loop import step_rng
+from shared_data.configs.base import ConfigError
 from shared_data.runlog import read_jsonl
 
 PROJECT = get_project("mnist")
@@ -73,7 +75,7 @@ def _kill_mid_epoch_two(framework: str, workdir: Path, steps_per_epoch: int) -> 
         "--set",
         "limit_train=512",
         "--set",
-        "checkpoint_every=4",
+        "checkpoint_every=2",
         "--set",
         "log_every=8",
     ]
@@ -119,3 +121,27 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(framework, tmp_path
     rows = read_jsonl(tmp_path / "mnist" / framework / "r" / "metrics.jsonl")
     steps = [(r["split"], r["step"]) for r in rows]
     assert len(steps) == len(set(steps)), "replayed steps must not be logged twice"
+
+
+@pytest.mark.parametrize("framework", sorted(FRAMEWORKS))
+def test_a_new_run_refuses_an_old_runs_folder(framework, tmp_path):
+    config = dataclasses.replace(PROJECT.config("smoke"), epochs=1)
+    train = PROJECT.module(framework)
+    train.train_and_evaluate(config, tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="already holds a run.*--resume"):
+        train.train_and_evaluate(config, tmp_path, progress=False)
+    with pytest.raises(ConfigError, match=r"different config \(lr: 0.001 -> 0.5\)"):
+        train.train_and_evaluate(
+            dataclasses.replace(config, lr=0.5), tmp_path, resume=True, progress=False
+        )
+
+
+def test_jax_train_step_compiles_once():
+    config = PROJECT.config("smoke")
+    train = PROJECT.module("jax")
+    state = train.create_state(config, 10)
+    batch = train.to_device(PROJECT.example_batch(8))
+    before = train.train_step._cache_size()
+    for step in range(3):
+        state, _ = train.train_step(state, batch, step_rng(config.seed, step))
+    assert train.train_step._cache_size() - before == 1

@@ -6,6 +6,7 @@ scheduler stepped once per batch.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import optax
 
 
@@ -20,19 +21,40 @@ def make_schedule(config, steps_per_epoch: int) -> optax.Schedule:
             config.lr, transition_steps=steps_per_epoch, decay_rate=config.gamma, staircase=True
         )
     if config.schedule == "onecycle":
-        # PARITY: torch's OneCycleLR puts its phase ends at pct*total - 1 and total - 1;
-        # optax's at pct*total and total. Passing total + 1 and the adjusted pct lines them up.
-        pct = 0.3
-        peak_at = pct * total - 1
-        return optax.cosine_onecycle_schedule(
-            total, config.lr, pct_start=peak_at / total, div_factor=25.0, final_div_factor=1e4
-        )
+        return torch_onecycle(config.lr, total)
     if config.schedule == "cosine":
         warmup = int(config.warmup_epochs * steps_per_epoch)
         return optax.warmup_cosine_decay_schedule(0.0, config.lr, warmup, total, end_value=0.0)
     raise ValueError(
         f"unknown schedule {config.schedule!r}; known: constant, step, onecycle, cosine"
     )
+
+
+def torch_onecycle(
+    peak: float,
+    total: int,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> optax.Schedule:
+    """One-cycle cosine schedule with torch.optim.lr_scheduler.OneCycleLR's exact phase ends."""
+    # PARITY: optax.cosine_onecycle_schedule rounds its phase boundary to a whole step
+    # (int(pct * total)); torch puts it at the float pct * total - 1 and ends at total - 1.
+    # The peak then lands a step apart and every rate differs by up to a few 1e-3.
+    initial = peak / div_factor
+    final = initial / final_div_factor
+    warm_end, last = pct_start * total - 1.0, total - 1.0
+
+    def cos_anneal(start, end, pct):
+        return end + (start - end) / 2.0 * (jnp.cos(jnp.pi * pct) + 1.0)
+
+    def schedule(count):
+        step = jnp.asarray(count, jnp.float32)
+        rising = cos_anneal(initial, peak, step / warm_end)
+        falling = cos_anneal(peak, final, (step - warm_end) / (last - warm_end))
+        return jnp.where(step <= warm_end, rising, falling)
+
+    return schedule
 
 
 def make_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:

@@ -28,9 +28,12 @@ def create_state(config, steps_per_epoch: int, init_weights: Any = None) -> Trai
         # Ported weights must have exactly the shapes Flax would create.
         jax.tree.map(lambda a, b: _check_shape(a, b), params, init_weights["params"])
         params = jax.tree.map(jnp.asarray, init_weights["params"])
-    return TrainState.create(
+    state = TrainState.create(
         apply_fn=model.apply, params=params, tx=make_optimizer(config, steps_per_epoch)
     )
+    # A Python-int step would become an int32 array after the first update and make jit
+    # compile train_step a second time; start with the array type it will keep.
+    return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 def _check_shape(expected, given) -> None:

@@ -13,6 +13,13 @@ class ConfigError(ValueError):
     """A config field or value that does not exist or does not parse."""
 
 
+class UnknownNameError(KeyError):
+    """A project, framework or config variant that is not registered."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def _coerce(field: dataclasses.Field, hints: dict[str, Any], raw: str) -> Any:
     """Parse the string `raw` into the declared type of `field`."""
     hint = hints[field.name]

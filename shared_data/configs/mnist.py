@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from shared_data.configs.base import UnknownNameError
+
 
 @dataclasses.dataclass(frozen=True)
 class MnistConfig:
@@ -101,5 +103,5 @@ def get_config(variant: str = "default") -> MnistConfig:
         ),
     }
     if variant not in variants:
-        raise KeyError(f"unknown mnist variant {variant!r}; known: {', '.join(variants)}")
+        raise UnknownNameError(f"unknown mnist variant {variant!r}; known: {', '.join(variants)}")
     return variants[variant]

@@ -19,12 +19,12 @@ def make_schedule(config, steps_per_epoch: int, optimizer: torch.optim.Optimizer
     if config.schedule == "step":
         return sched.StepLR(optimizer, step_size=steps_per_epoch, gamma=config.gamma)
     if config.schedule == "onecycle":
-        # PARITY: cycle_momentum off; Optax's one-cycle schedule does not touch Adam's betas.
+        # PARITY: cycle_momentum off; the Optax side does not touch Adam's betas.
         return sched.OneCycleLR(
             optimizer,
             max_lr=config.lr,
-            total_steps=total + 1,
-            pct_start=0.3 * total / (total + 1),
+            total_steps=total,
+            pct_start=0.3,
             anneal_strategy="cos",
             div_factor=25.0,
             final_div_factor=1e4,
