@@ -94,6 +94,7 @@ def _project_metric(name: str) -> str:
 
 
 def runs_section(page: Page, name: str, pdir: Path) -> Html:
+    """HTML of one project's training runs: curves and the per-run table."""
     runs, metric = _discover_runs(page, pdir), _project_metric(name)
     kind = "pct" if "accuracy" in metric else "f4"
     if not runs:
@@ -160,6 +161,7 @@ _COMPARE_KNOWN |= {"initial_logits_max_abs_diff", "workdirs", "total_wall_s", "t
 
 
 def compare_section(page: Page, name: str, cdir: Path) -> Html:
+    """HTML of one project's compare results, newest first."""
     ids = sorted((d for d in cdir.iterdir() if d.is_dir()), reverse=True) if cdir.is_dir() else []
     if not ids:
         return page.note(f"no comparisons yet: run `roadmap compare {name}`")

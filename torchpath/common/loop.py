@@ -21,6 +21,7 @@ from torchpath.common.state import num_params
 
 def to_device(batch: dict[str, np.ndarray], device: str | torch.device = "cpu"):
     """Move a numpy batch to `device`; the one place where NHWC images become NCHW."""
+    # PARITY: the JAX twin has no device argument; jax places arrays on its default device.
     out = {}
     for key, value in batch.items():
         tensor = torch.from_numpy(np.ascontiguousarray(value))

@@ -29,6 +29,7 @@ class MLP(nn.Module):
         self.flattened_inputs: dict[str, tuple[int, int, int]] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits [N, 10] of images [N, 1, 28, 28]."""
         x = torch.flatten(x, 1)
         for i in range(self.num_hidden):
             x = F.relu(getattr(self, f"fc{i + 1}")(x))
@@ -50,6 +51,7 @@ class CNN(nn.Module):
         self.flattened_inputs = {"fc1": (64, 12, 12)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits [N, 10] of images [N, 1, 28, 28]; dropout is active in train mode."""
         x = F.relu(self.conv1(x))
         x = F.relu(self.conv2(x))
         x = F.max_pool2d(x, 2)  # 24 -> 12
@@ -76,6 +78,7 @@ class FastCNN(nn.Module):
         self.flattened_inputs = {"fc1": (c2, 7, 7)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits [N, 10] of images [N, 1, 28, 28]."""
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)  # 14x14
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # 7x7
         x = self.dropout1(x)

@@ -31,6 +31,8 @@ def create_state(config, steps_per_epoch: int, init_weights: Any = None) -> Torc
 
 def loss_fn(state: TorchState, batch):
     """Mean cross-entropy of the batch, and the logits it came from."""
+    # PARITY: JAX's loss_fn(params, state, batch, rng) takes the parameters explicitly so
+    # jax.grad can differentiate with respect to them; autograd finds them in the module.
     logits = state.model(batch["image"])
     return torch.mean(cross_entropy(logits, batch["label"])), logits
 
