@@ -4,7 +4,8 @@ Each mode (jax.jit, torch eager, torch.compile, torch.jit.trace) runs the projec
 training step and inference over a batch-size sweep on synthetic data of the project's
 shapes, converted once outside the timed region. The first call (compilation) is timed on
 its own, warm-up steps are dropped, and each timed step ends with a device sync. FLOPs per
-step come from XLA's cost analysis (JAX) and torch's FlopCounterMode (torch); achieved
+step come from the dot and convolution instructions of XLA's optimized HLO (JAX) and
+torch's FlopCounterMode (torch), the same work counted the same way; achieved
 GFLOP/s is set against the matmul peak measured in the same run (comparisons/peak.py).
 Writes <workdir>/<project>/bench/bench.json and bench.md; the per-mode step builders are in
 comparisons/bench_modes.py, per-op microbenchmarks in comparisons/bench_ops.py.
@@ -59,7 +60,10 @@ MODES = {
 DEFAULT_BATCH_SIZES = (32, 128, 512)
 DEFAULT_STEPS = 20
 WARMUP_STEPS = 2
-FLOPS_SOURCES = {"jax": "XLA cost_analysis", "torch": "torch FlopCounterMode"}
+FLOPS_SOURCES = {
+    "jax": "dot+convolution of the optimized HLO",
+    "torch": "torch FlopCounterMode (matmul/conv)",
+}
 # (torch mode, what a JAX/torch ratio against it means)
 COMPARISONS = (
     ("torch-compile", "compiled vs compiled"),

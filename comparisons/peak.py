@@ -66,10 +66,12 @@ def summarize_ms(times_s: list[float]) -> dict[str, float]:
 
 
 def xla_flops(jitted: Callable, *args: Any) -> float:
-    """FLOPs of one call of a jitted function, from XLA's cost analysis of the compiled HLO."""
-    cost = jitted.lower(*args).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost  # older jax returns [dict]
-    return float(cost["flops"])
+    """Matmul and convolution FLOPs of one call of a jitted function, from its optimized HLO."""
+    # Counted like torch's FlopCounterMode (dot and convolution only), so the two frameworks'
+    # GFLOP/s divide the same work; XLA's cost_analysis() would add elementwise operations.
+    from comparisons.ir_graphs import hlo_matmul_conv_flops
+
+    return float(hlo_matmul_conv_flops(jitted.lower(*args).compile().as_text())["total"])
 
 
 def torch_flops(call: Callable[[], Any]) -> float:

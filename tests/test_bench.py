@@ -64,12 +64,9 @@ def test_jax_and_torch_count_the_same_mlp_flops(result):
     for bs in BATCH_SIZES:
         matmuls = 2 * bs * (784 * 256 + 256 * 128 + 128 * 10)
         assert flops["torch", "infer", bs] == matmuls  # FlopCounterMode counts matmuls only
-        # XLA also counts the bias adds and ReLUs: a fraction of a percent more.
-        assert flops["jax", "infer", bs] == pytest.approx(matmuls, rel=0.01)
-        # Training adds the backward; XLA also counts Adam's update (~12 FLOPs per parameter),
-        # which at batch 8 is a third of the step.
-        train_jax, train_torch = flops["jax", "train", bs], flops["torch", "train", bs]
-        assert 1.5 * matmuls < train_torch <= train_jax < 2 * train_torch
+        assert flops["jax", "infer", bs] == matmuls  # and so does the HLO dot+conv count
+        # Training: forward, input and weight gradients, both sides counted alike.
+        assert flops["jax", "train", bs] == flops["torch", "train", bs] > 1.5 * matmuls
 
 
 def test_ratios_and_data_pipeline(result):
