@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
 import platform
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from comparisons.env import versions as package_versions
 from comparisons.ir_graphs import Section, failure
 from comparisons.opmap import CATEGORIES, CORRESPONDENCES, aten_name
 from comparisons.registry import get_project
@@ -84,13 +84,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in ("jax", "jaxlib", "flax", "optax", "torch"):
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return {
+        **package_versions(("jax", "jaxlib", "flax", "optax", "torch")),
+        "platform": platform.platform(),
+    }
 
 
 def _make_dump(framework, project, config, batch, sections, device, inductor, torchscript):

@@ -13,7 +13,6 @@ instant.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import time
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from comparisons.env import versions as package_versions
 from shared_data.batches import iterate_batches, random_shift
 
 PEAK_FRAMEWORKS = ("numpy", "jax", "torch")
@@ -142,13 +142,7 @@ def pin_fp32() -> None:
 
 def versions() -> dict[str, str]:
     """Python and package versions, for reproducing a bench."""
-    out = {"python": platform.python_version()}
-    for name in VERSION_PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return package_versions(VERSION_PACKAGES)
 
 
 def _cpu_model() -> str | None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 from comparisons import report_bench, report_ir, report_runs
+from comparisons.env import versions as package_versions
 from comparisons.report_html import Page, esc, slug, table
 
 # Nothing may load from the network; pictures come from data: URIs or files beside the page.
@@ -108,15 +108,7 @@ def _project_section(page: Page, name: str, pdir: Path) -> str:
 
 
 def _local_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for name in LOCAL_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return package_versions(LOCAL_PACKAGES)
 
 
 def _document(page: Page, body: str) -> str:

@@ -8,21 +8,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from comparisons.env import versions as package_versions
 from comparisons.registry import FRAMEWORK_LABELS, get_project, list_projects
 from shared_data.datasets import describe_sources
 
 
 def versions() -> dict[str, str]:
     """Versions of Python and every library whose numbers a result depends on."""
-    out = {"python": platform.python_version()}
-    for name in ("numpy", "jax", "jaxlib", "flax", "optax", "torch", "torchvision"):
-        try:
-            out[name] = __import__(name).__version__
-        except Exception as err:  # noqa: BLE001 - a missing library is itself a fact
-            out[name] = f"unavailable ({type(err).__name__})"
-    out["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
     from comparisons.malloc import active_allocator
 
+    out = package_versions()
+    out["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
     out["allocator"] = active_allocator()  # tcmalloc doubles JAX:CPU training speed here
     return out
 
