@@ -24,11 +24,9 @@ def initial_weights(project, config) -> tuple[dict[str, Any], float]:
     """{framework: initial weights} ported from torch's init, and the max |logit diff| they give."""
     import torch
 
-    from jaxpath.common.precision import pin_fp32 as pin_jax
-    from torchpath.common.precision import pin_fp32 as pin_torch
+    from comparisons.peak import pin_fp32
 
-    pin_jax()
-    pin_torch()
+    pin_fp32()  # also when compare() is called as a library function, not from the CLI
     jax_train, torch_train = project.module("jax"), project.module("torch")
     torch_state = torch_train.create_state(config, 1)
     jax_state = jax_train.create_state(config, 1)

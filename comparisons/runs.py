@@ -28,11 +28,9 @@ def pin_cpu_fp32() -> None:
     # Before JAX initialises a backend: a jax[cuda] install would otherwise take the GPU
     # while torch stays on the CPU.
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    from jaxpath.common.precision import pin_fp32 as pin_jax
-    from torchpath.common.precision import pin_fp32 as pin_torch
+    from comparisons.peak import pin_fp32
 
-    pin_jax()
-    pin_torch()
+    pin_fp32()
 
 
 def run_dir(workdir: str | Path, project: str, framework: str, run_id: str) -> Path:
