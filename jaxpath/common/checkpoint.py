@@ -13,6 +13,16 @@ import jax
 import orbax.checkpoint as ocp
 
 
+def _saved_tree(state) -> dict[str, Any]:
+    """The parts of a TrainState that a checkpoint holds (apply_fn and tx are code)."""
+    return {
+        "params": state.params,
+        "opt_state": state.opt_state,
+        "step": state.step,
+        "batch_stats": state.batch_stats if state.batch_stats is not None else {},
+    }
+
+
 class Checkpointer:
     """Saves and restores {state, meta} under `<workdir>/checkpoints/<step>/`."""
 
@@ -29,14 +39,7 @@ class Checkpointer:
 
     def save(self, step: int, state, meta: dict[str, Any]) -> None:
         """Write state and meta for `step` (blocking until it is on disk)."""
-        pytree = {
-            "params": state.params,
-            "opt_state": state.opt_state,
-            "step": state.step,
-            "batch_stats": state.batch_stats if state.batch_stats is not None else {},
-        }
-        if step in self._manager.all_steps():  # e.g. a stop by max_steps on a save step
-            self._manager.delete(step)
+        pytree = _saved_tree(state)
         self._manager.save(
             step,
             args=ocp.args.Composite(
@@ -50,12 +53,7 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint under {self.directory}")
-        target = {
-            "params": state.params,
-            "opt_state": state.opt_state,
-            "step": state.step,
-            "batch_stats": state.batch_stats if state.batch_stats is not None else {},
-        }
+        target = _saved_tree(state)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         restored = self._manager.restore(
             step,
