@@ -7,33 +7,11 @@ import importlib
 import os
 import sys
 
-from comparisons.registry import FRAMEWORKS, get_project
-from shared_data.configs.base import ConfigError, UnknownNameError, override
+from comparisons.registry import FRAMEWORKS
+from shared_data.configs.base import ConfigError, UnknownNameError
 from shared_data.errors import DataError
 
-# Flags that name a config field directly; --set covers every other field.
-CONFIG_FLAGS = (
-    "model",
-    "epochs",
-    "batch_size",
-    "lr",
-    "optimizer",
-    "seed",
-    "data_dir",
-    "dataset",
-    "schedule",
-)
 TOOLS = ("ir", "bench", "report")
-
-
-def load_config(args: argparse.Namespace):
-    """The project's config for `args.variant`, with the dedicated flags and --set applied."""
-    config = get_project(args.project).config(args.variant)
-    changes = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k, None) is not None}
-    if getattr(args, "download", False):
-        changes["download"] = True
-    config = override(config, changes)
-    return override(config, list(getattr(args, "set", None) or []))
 
 
 def _add_common(parser: argparse.ArgumentParser, project: bool = True, training=False) -> None:

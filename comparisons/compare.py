@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from comparisons.env import pin_cpu_fp32, pin_fp32, run_versions
+from comparisons.options import load_config
 from comparisons.registry import FRAMEWORK_LABELS, get_project
-from comparisons.runs import new_run_id, pin_cpu_fp32, run_dir, versions
+from comparisons.runs import new_run_id, run_dir
 from comparisons.weights import torch_to_flax
 from shared_data.configs.base import to_dict
 from shared_data.runlog import atomic_write_text, write_json
@@ -23,8 +25,6 @@ from shared_data.runlog import atomic_write_text, write_json
 def initial_weights(project, config) -> tuple[dict[str, Any], float]:
     """{framework: initial weights} ported from torch's init, and the max |logit diff| they give."""
     import torch
-
-    from comparisons.peak import pin_fp32
 
     pin_fp32()  # also when compare() is called as a library function, not from the CLI
     jax_train, torch_train = project.module("jax"), project.module("torch")
@@ -121,7 +121,7 @@ def compare(
         "run_id": run_id,
         "config": to_dict(config),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "versions": versions(),
+        "versions": run_versions(),
         "frameworks": list(frameworks),
         "runs": summaries,
         "rows": rows,
@@ -144,8 +144,6 @@ def compare(
 
 def compare_command(args) -> int:
     """`roadmap compare PROJECT`: print and write the side-by-side table."""
-    from comparisons.cli import load_config
-
     if args.device != "cpu":
         print("roadmap compare: training runs on the CPU here; use `roadmap bench --device`")
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 
 PACKAGES = ("numpy", "jax", "jaxlib", "flax", "optax", "torch", "torchvision")
@@ -18,4 +19,31 @@ def versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = "not installed"
+    return out
+
+
+def pin_fp32() -> None:
+    """Fair-comparison rule: fp32 matmuls and convolutions on both sides (no TF32, no bf16)."""
+    from jaxpath.common.precision import pin_fp32 as pin_jax
+    from torchpath.common.precision import pin_fp32 as pin_torch
+
+    pin_jax()
+    pin_torch()
+
+
+def pin_cpu_fp32() -> None:
+    """Run both frameworks on the CPU in full fp32 (DESIGN: fair comparison rules)."""
+    # Before JAX initialises a backend: a jax[cuda] install would otherwise take the GPU
+    # while torch stays on the CPU.
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    pin_fp32()
+
+
+def run_versions() -> dict[str, str]:
+    """Versions, machine and allocator: the block every run and compare result records."""
+    from comparisons.malloc import active_allocator
+
+    out = versions()
+    out["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
+    out["allocator"] = active_allocator()  # tcmalloc doubles JAX:CPU training speed here
     return out

@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
-from comparisons.env import versions as package_versions
+from comparisons.env import pin_cpu_fp32
+from comparisons.options import load_config
 from comparisons.registry import FRAMEWORK_LABELS, get_project, list_projects
 from shared_data.datasets import describe_sources
-
-
-def versions() -> dict[str, str]:
-    """Versions of Python and every library whose numbers a result depends on."""
-    from comparisons.malloc import active_allocator
-
-    out = package_versions()
-    out["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
-    out["allocator"] = active_allocator()  # tcmalloc doubles JAX:CPU training speed here
-    return out
-
-
-def pin_cpu_fp32() -> None:
-    """Run both frameworks on the CPU in full fp32 (DESIGN: fair comparison rules)."""
-    # Before JAX initialises a backend: a jax[cuda] install would otherwise take the GPU
-    # while torch stays on the CPU.
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    from comparisons.peak import pin_fp32
-
-    pin_fp32()
 
 
 def run_dir(workdir: str | Path, project: str, framework: str, run_id: str) -> Path:
@@ -75,8 +54,6 @@ def format_history(summary: dict[str, Any]) -> str:
 
 def run_command(args) -> int:
     """Train and evaluate one project in one framework (`roadmap run`)."""
-    from comparisons.cli import load_config
-
     if args.device != "cpu":
         print("roadmap run: training runs on the CPU here; use `roadmap bench --device` for GPUs")
         return 2

@@ -1,9 +1,11 @@
 """The framework-neutral training driver behind jaxpath/common/loop.py and torchpath's twin.
 
-It owns everything that does not depend on the framework: data order, progress bar,
-logging, timing, checkpoint cadence and exact resume. Each framework passes a `Framework`
-of small functions (move a batch to the device, derive a step's randomness, wait for
-asynchronous work, ...), so the two loops cannot drift apart.
+It owns everything that does not depend on the framework or the project: data order,
+augmentation, progress bar, logging, timing, checkpoint cadence and exact resume. Each
+framework passes a `Framework` of small functions (move a batch to the device, derive a
+step's randomness, wait for asynchronous work, ...); each project passes its `Task`
+(shared_data/tasks.py: which sums its steps return, how they reduce, its headline metric,
+augmentation and host-side evaluator). No project is named here.
 """
 
 from __future__ import annotations
@@ -11,17 +13,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
-from .batches import iterate_batches, num_batches, random_shift, train_val_split
+from .batches import iterate_batches, num_batches, train_val_split
 from .configs.base import ConfigError, to_dict
 from .runlog import CONFIG_FILE, SUMMARY_FILE, RunLogger, StepTimer, write_json
-
-SUM_KEYS = ("loss_sum", "correct", "count")
+from .tasks import Task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,11 +34,12 @@ class Framework:
     name: str
     to_device: Callable[[dict], Any]  # numpy batch -> framework batch
     step_rng: Callable[[int, int], Any]  # (seed, step) -> the step's randomness
-    zero_sums: Callable[[], dict]  # metric accumulators of an empty epoch
+    zero_sums: Callable[[tuple[str, ...]], dict]  # accumulators (these keys) of an empty epoch
     sums_from_floats: Callable[[dict], dict]  # accumulators restored from a checkpoint
     block: Callable[[Any], Any]  # wait until asynchronous work on this value is done
     num_params: Callable[[Any], int]  # trainable scalars of a state
-    checkpointer: Callable[[Path], Any]  # folder -> object with save/restore/latest_step/close
+    checkpointer: Callable[[Path], Any]  # folder -> save/restore/steps/latest_step/set_aside
+    to_numpy: Callable[[Any], Any] = None  # framework outputs -> numpy (host-side evaluators)
 
 
 # Fields that may change between a run and its resumption: they do not change the numbers.
@@ -61,23 +65,62 @@ def check_resume_config(path: Path, config) -> None:
         )
 
 
-def means(sums: dict[str, Any]) -> dict[str, float]:
-    """Loss and accuracy means from summed metrics."""
-    count = max(float(sums["count"]), 1.0)
-    return {"loss": float(sums["loss_sum"]) / count, "accuracy": float(sums["correct"]) / count}
+def _length(arrays: dict) -> int:
+    return len(next(iter(arrays.values())))
 
 
-def evaluate(fw: Framework, eval_step: Callable, state, arrays: dict, batch_size: int) -> dict:
-    """Mean loss and accuracy over every example of `arrays` (last batch padded and masked)."""
-    sums = fw.zero_sums()
+def evaluate(
+    fw: Framework,
+    task: Task,
+    eval_step: Callable,
+    state,
+    arrays: dict,
+    batch_size: int,
+    predict: Callable | None = None,
+) -> dict:
+    """Every metric of `task` over every example of `arrays` (last batch padded and masked)."""
+    sums = fw.zero_sums(task.sums)
+    outputs = []
     for batch in iterate_batches(arrays, batch_size, shuffle=False, remainder="pad"):
-        metrics = eval_step(state, fw.to_device(batch))
-        sums = {k: sums[k] + metrics[k] for k in SUM_KEYS}
-    return means(sums)
+        device_batch = fw.to_device(batch)
+        metrics = eval_step(state, device_batch)
+        sums = {k: sums[k] + metrics[k] for k in task.sums}
+        if task.evaluator is not None:
+            real = batch["mask"] > 0
+            outputs.append(np.asarray(fw.to_numpy(predict(state, device_batch)))[real])
+    scores = task.reduce(sums)
+    if task.evaluator is not None:
+        scores.update(task.evaluator(np.concatenate(outputs), arrays))
+    return scores
+
+
+def restore_readable(fw: Framework, checkpointer, state):
+    """(state, meta, step) from the newest checkpoint that reads; bad ones are set aside.
+
+    A checkpoint that fails to load (a truncated file, a half-copied folder) is renamed,
+    not deleted, with a warning naming it; the previous one is tried next.
+    """
+    for step in sorted(checkpointer.steps(), reverse=True):
+        try:
+            restored, meta = checkpointer.restore(state, step)
+            return restored, meta, step
+        except Exception as err:  # noqa: BLE001 - any unreadable checkpoint falls back
+            kept = checkpointer.set_aside(step)
+            message = (
+                f"{fw.name}: checkpoint of step {step} is unreadable "
+                f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                f"moved it to {kept} and fell back to the previous one"
+            )
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            tqdm.write(f"warning: {message}")
+    raise ConfigError(
+        f"no readable checkpoint under {checkpointer.directory}; start a new run without --resume"
+    )
 
 
 def fit(
     fw: Framework,
+    task: Task,
     config,
     workdir: str | Path,
     state,
@@ -85,17 +128,31 @@ def fit(
     eval_step: Callable,
     dataset,
     *,
+    predict: Callable | None = None,
+    on_epoch_end: Callable[[Any, Path, int], None] | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Train `state` for `config.epochs`, evaluating each epoch; returns (and writes) a summary."""
+    """Train `state` for `config.epochs`, evaluating each epoch; returns (and writes) a summary.
+
+    `predict(state, batch)` feeds the task's host-side evaluator; `on_epoch_end(state,
+    workdir, epoch)` lets a project write pictures (the VAE's sample grids) into the run.
+    """
     wall_start = time.perf_counter()
     workdir = Path(workdir)
-    train, val = train_val_split(dataset.train, config.val_size, config.seed)
-    n_train = len(train["label"])
+    if task.evaluator is not None and predict is None:
+        raise TypeError("this task has a host-side evaluator: pass predict= to fit")
+    try:
+        train, val = train_val_split(dataset.train, config.val_size, config.seed)
+    except ValueError as err:
+        raise ConfigError(f"field 'val_size': {err}") from err
+    n_train = _length(train)
     steps_per_epoch = num_batches(n_train, config.batch_size, "drop")
     if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {config.batch_size} exceeds the {n_train} training examples")
+        raise ConfigError(
+            f"field 'batch_size' wants at most the {n_train} training examples, "
+            f"got {config.batch_size}"
+        )
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
@@ -110,18 +167,18 @@ def fit(
             "start a new one with another --run-id / workdir"
         )
     resumed = resume and checkpointer.latest_step() is not None
+    step = 0
     if resumed:
         check_resume_config(workdir / CONFIG_FILE, config)
-        state, meta = checkpointer.restore(state)
-        tqdm.write(
-            f"{fw.name}: resumed from {checkpointer.directory} at step {checkpointer.latest_step()}"
-        )
-    step = checkpointer.latest_step() if resumed else 0
+        state, meta, step = restore_readable(fw, checkpointer, state)
+        tqdm.write(f"{fw.name}: resumed from {checkpointer.directory} at step {step}")
     write_json(workdir / CONFIG_FILE, {"framework": fw.name, **to_dict(config)})
     logger = RunLogger(workdir, resume_step=step if resumed else None)
     history: list[dict[str, Any]] = list(meta["history"])
-    sums = fw.sums_from_floats(meta["train_sums"]) if meta.get("train_sums") else fw.zero_sums()
-    timer, augment = StepTimer(), (random_shift if config.augment else None)
+    saved_sums = meta.get("train_sums")
+    sums = fw.sums_from_floats(saved_sums) if saved_sums else fw.zero_sums(task.sums)
+    timer = StepTimer()
+    augment = task.augment if config.augment else None
 
     def save(epoch_done: bool) -> float:
         start = time.perf_counter()
@@ -160,11 +217,11 @@ def fit(
             else:
                 steady_start = step_start if steady_start is None else steady_start
                 steady_steps += 1
-            sums = {k: sums[k] + metrics[k] for k in SUM_KEYS}
+            sums = {k: sums[k] + metrics[k] for k in task.sums}
             step += 1
             if step % config.log_every == 0:
-                row = logger.log("train", step, epoch, **means(sums))
-                bar.set_postfix(loss=f"{row['loss']:.4f}", acc=f"{row['accuracy']:.4f}")
+                row = logger.log("train", step, epoch, **task.reduce(sums))
+                bar.set_postfix({k: f"{row[k]:.4f}" for k in task.means})
             mid_epoch = step % steps_per_epoch != 0  # the epoch-end save comes with the eval
             mid_epoch = mid_epoch and step < total_steps  # a max_steps stop is saved below
             if config.checkpoint_every and step % config.checkpoint_every == 0 and mid_epoch:
@@ -175,37 +232,33 @@ def fit(
         if steady_start is not None:
             elapsed = time.perf_counter() - steady_start - paused
             timer.record(elapsed, steady_steps * config.batch_size, first=False)
-        record = {
-            "epoch": epoch + 1,
-            "step": step,
-            **{f"train_{k}": v for k, v in means(sums).items()},
-        }
+        train_means = task.reduce(sums)
+        record = {"epoch": epoch + 1, "step": step}
+        record.update({f"train_{k}": v for k, v in train_means.items()})
+        splits = {"train_epoch": train_means}
         for split, arrays in (("test", dataset.test), ("val", val)):
-            if arrays["label"].shape[0]:
-                scores = evaluate(fw, eval_step, state, arrays, config.eval_batch_size)
+            if _length(arrays):
+                scores = evaluate(
+                    fw, task, eval_step, state, arrays, config.eval_batch_size, predict
+                )
                 record.update({f"{split}_{k}": v for k, v in scores.items()})
+                splits[split] = scores
+        if on_epoch_end is not None:
+            on_epoch_end(state, workdir, epoch + 1)
         record["epoch_time_s"] = time.perf_counter() - epoch_start
         history.append(record)
-        for split in ("train", "val", "test"):  # epoch means; "train" rows are running means
-            if f"{split}_loss" in record:
-                logger.log(
-                    "train_epoch" if split == "train" else split,
-                    step,
-                    epoch + 1,
-                    loss=record[f"{split}_loss"],
-                    accuracy=record[f"{split}_accuracy"],
-                )
+        for split, scores in splits.items():  # epoch means; "train" rows are running means
+            logger.log(split, step, epoch + 1, **scores)
         save(epoch_done=step % steps_per_epoch == 0)  # max_steps may stop mid-epoch
-        sums = fw.zero_sums()
-        if progress:
-            tqdm.write(
-                f"{fw.name} epoch {epoch + 1}: test accuracy "
-                f"{record['test_accuracy']:.4f}, loss {record['test_loss']:.4f}"
-            )
+        sums = fw.zero_sums(task.sums)
+        if progress and "test" in splits:
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in splits["test"].items())
+            tqdm.write(f"{fw.name} epoch {epoch + 1}: test {shown}")
     logger.close()
     checkpointer.close()
     summary = {
         "framework": fw.name,
+        "task": task.describe(),
         "history": history,
         "steps": step,
         "num_params": fw.num_params(state),

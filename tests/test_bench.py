@@ -11,10 +11,10 @@ import shutil
 import pytest
 import torch
 
-from comparisons import bench
-from comparisons.bench_ops import OPS, bench_ops, ops_markdown
+from comparisons.bench import core as bench
+from comparisons.bench.ops import OPS, bench_ops, ops_markdown
+from comparisons.bench.peak import measure_matmul_peak
 from comparisons.cli import main
-from comparisons.peak import measure_matmul_peak
 from comparisons.registry import get_project
 from shared_data.configs.base import override
 

@@ -10,13 +10,13 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from comparisons.ir import dump_ir
-from comparisons.ir_graphs import (
+from comparisons.ir.graphs import (
     hlo_matmul_conv_flops,
     normalize_hlo,
     normalize_mlir,
     split_kernel_name,
 )
-from comparisons.opmap import aten_category, jax_category
+from comparisons.ir.opmap import aten_category, jax_category
 from comparisons.registry import get_project
 from shared_data.configs.base import override
 
@@ -128,7 +128,7 @@ def test_ir_json_and_md(dumps):
 
 
 def test_failures_are_named(tmp_path, monkeypatch):
-    from comparisons import ir_torch
+    from comparisons.ir import torch_ir as ir_torch
 
     def broken(self):
         raise RuntimeError("no TorchScript today")

@@ -21,7 +21,10 @@ from report_fixtures import (
     write_compare,
 )
 
-from comparisons import report, report_html, report_ir, report_plots
+from comparisons import report
+from comparisons.report import html as report_html
+from comparisons.report import ir as report_ir
+from comparisons.report import plots as report_plots
 
 
 class PageParser(HTMLParser):

@@ -6,6 +6,7 @@ killed mid-save leaves the previous checkpoint intact and no half-written one is
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,10 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         """Step of the newest complete checkpoint, or None."""
         return self._manager.latest_step()
+
+    def steps(self) -> list[int]:
+        """Steps of every complete checkpoint, oldest first."""
+        return sorted(self._manager.all_steps())
 
     def save(self, step: int, state, meta: dict[str, Any]) -> None:
         """Write state and meta for `step` (blocking until it is on disk)."""
@@ -69,6 +74,14 @@ class Checkpointer:
             batch_stats=tree["batch_stats"] if state.batch_stats is not None else None,
         )
         return state, dict(restored["meta"])
+
+    def set_aside(self, step: int) -> Path:
+        """Rename an unreadable checkpoint out of the way (kept, never deleted); its new path."""
+        path = self.directory / str(step)
+        kept = path.with_name(f"{step}.unreadable")
+        os.replace(path, kept)
+        self._manager.reload()  # forget the step Orbax listed when it opened the folder
+        return kept
 
     def close(self) -> None:
         """Release Orbax's resources."""

@@ -17,7 +17,7 @@ import numpy as np
 from jaxpath.common.checkpoint import Checkpointer
 from jaxpath.common.state import num_params
 from shared_data import training
-from shared_data.training import SUM_KEYS
+from shared_data.tasks import Task
 
 
 def to_device(batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
@@ -30,9 +30,9 @@ def step_rng(seed: int, step: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), step)
 
 
-def zero_sums() -> dict[str, jax.Array]:
+def zero_sums(keys: tuple[str, ...]) -> dict[str, jax.Array]:
     """Metric accumulators at the start of an epoch."""
-    return {k: jnp.zeros((), jnp.float32) for k in SUM_KEYS}
+    return {k: jnp.zeros((), jnp.float32) for k in keys}
 
 
 FRAMEWORK = training.Framework(
@@ -45,34 +45,29 @@ FRAMEWORK = training.Framework(
     block=jax.block_until_ready,
     num_params=lambda state: num_params(state.params),
     checkpointer=Checkpointer,
+    to_numpy=np.asarray,
 )
 
 
-def evaluate(eval_step: Callable, state, arrays: dict, batch_size: int) -> dict[str, float]:
-    """Mean loss and accuracy over every example of `arrays`."""
-    return training.evaluate(FRAMEWORK, eval_step, state, arrays, batch_size)
+def evaluate(task: Task, eval_step: Callable, state, arrays: dict, batch_size: int, predict=None):
+    """Every metric of `task` over every example of `arrays`."""
+    return training.evaluate(FRAMEWORK, task, eval_step, state, arrays, batch_size, predict)
 
 
 def fit(
+    task: Task,
     config,
     workdir: str | Path,
     state,
     train_step: Callable,
     eval_step: Callable,
     dataset,
-    *,
-    resume: bool = False,
-    progress: bool = True,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Train `state` on `dataset` for `config.epochs`, evaluating each epoch; returns a summary."""
+    """Train `state` on `dataset` for `config.epochs`, evaluating each epoch; returns a summary.
+
+    `options`: predict, on_epoch_end, resume, progress (see shared_data.training.fit).
+    """
     return training.fit(
-        FRAMEWORK,
-        config,
-        workdir,
-        state,
-        train_step,
-        eval_step,
-        dataset,
-        resume=resume,
-        progress=progress,
+        FRAMEWORK, task, config, workdir, state, train_step, eval_step, dataset, **options
     )

@@ -17,6 +17,7 @@ from jaxpath.common.optim import make_optimizer
 from jaxpath.common.state import TrainState
 from jaxpath.mnist.model import create_model, dummy_input
 from shared_data.batches import num_batches
+from shared_data.configs.mnist import get_task
 from shared_data.datasets import load_for_config
 
 
@@ -80,7 +81,16 @@ def train_and_evaluate(
     n_train = len(dataset.train["label"]) - config.val_size
     state = create_state(config, num_batches(n_train, config.batch_size, "drop"), init_weights)
     return fit(
-        config, workdir, state, train_step, eval_step, dataset, resume=resume, progress=progress
+        get_task(config),
+        config,
+        workdir,
+        state,
+        train_step,
+        eval_step,
+        dataset,
+        predict=predict,
+        resume=resume,
+        progress=progress,
     )
 
 

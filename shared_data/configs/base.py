@@ -1,11 +1,21 @@
-"""Config plumbing shared by every project: overrides from the command line, JSON round trip."""
+"""Config plumbing shared by every project: checked fields, overrides, JSON round trip.
+
+A project's config is a frozen dataclass deriving from `TrainConfig` (the fields every
+training run has). Fields declared with `field(default, check)` carry a check; every field
+is also checked against its type. `validate` runs both on every config object as it is made
+(`__post_init__`), so a bad value fails when the config is loaded, before anything is built,
+with one line that names the field, the value and what it wants.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 import types
 import typing
+from collections.abc import Callable
 from typing import Any
 
 
@@ -103,3 +113,146 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
         if isinstance(value, list) and typing.get_origin(hints[key]) is tuple:
             data[key] = tuple(value)
     return cls(**data)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """A constraint on one field: `test(value)` is true when the value is good."""
+
+    test: Callable[[Any], bool]
+    wants: str  # what a good value is, for the error message
+    bad: str  # a value (as typed on the command line) this check refuses; tests feed it
+
+    def __call__(self, name: str, value: Any) -> None:
+        if value is not None and not self.test(value):
+            raise ConfigError(f"field {name!r} wants {self.wants}, got {value!r}")
+
+
+def at_least(low: float) -> Check:
+    """Numbers >= `low` (finite)."""
+    return Check(lambda v: math.isfinite(v) and v >= low, f"a number >= {low}", str(low - 1))
+
+
+def above(low: float) -> Check:
+    """Numbers > `low` (finite)."""
+    return Check(lambda v: math.isfinite(v) and v > low, f"a number > {low}", str(low))
+
+
+def between(low: float, high: float) -> Check:
+    """Numbers in [low, high]."""
+    return Check(lambda v: low <= v <= high, f"a number in [{low}, {high}]", str(high + 1))
+
+
+def one_of(*choices: str) -> Check:
+    """One of the named choices."""
+    return Check(lambda v: v in choices, f"one of {', '.join(choices)}", "nonexistent")
+
+
+def widths() -> Check:
+    """A non-empty tuple of positive integers, e.g. 256,128."""
+    return Check(lambda v: len(v) > 0 and all(w >= 1 for w in v), "positive widths", "0")
+
+
+def existing_dir() -> Check:
+    """A folder that exists (None: the default search order)."""
+    return Check(os.path.isdir, "an existing folder", "/nonexistent/roadmap-data")
+
+
+def field(default: Any, check: Check | None = None) -> Any:
+    """A dataclass field with a default and an optional check."""
+    return dataclasses.field(default=default, metadata={"check": check} if check else {})
+
+
+def field_check(config_cls: type, name: str) -> Check | None:
+    """The check declared on field `name`, or None."""
+    return config_cls.__dataclass_fields__[name].metadata.get("check")
+
+
+def _type_error(name: str, hint: Any, value: Any) -> str | None:
+    """Why `value` does not fit the type `hint`, or None."""
+    args = typing.get_args(hint)
+    if value is None:
+        return None if type(None) in args else "a value, not None"
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    if typing.get_origin(base) is tuple or typing.get_origin(hint) is tuple:
+        ok = isinstance(value, tuple) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        )
+        return None if ok else "integers like 256,128"
+    if base is bool:
+        return None if isinstance(value, bool) else "true/false"
+    if base is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if base is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok and math.isfinite(value) else "a finite number"
+    if base is str:
+        return None if isinstance(value, str) else "a string"
+    return None
+
+
+def validate(config: Any) -> Any:
+    """Check every field of `config` against its type and declared check; returns `config`."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        wants = _type_error(f.name, hints[f.name], value)
+        if wants:
+            raise ConfigError(f"field {f.name!r} wants {wants}, got {value!r}")
+        check = f.metadata.get("check")
+        if check is not None:
+            check(f.name, value)
+    if hasattr(config, "check"):
+        config.check()
+    return config
+
+
+def bad_value(config_cls: type, name: str) -> str:
+    """A command-line value that field `name` must refuse (its check's, else its type's)."""
+    check = field_check(config_cls, name)
+    if check is not None:
+        return check.bad
+    hint = typing.get_type_hints(config_cls)[name]
+    args = typing.get_args(hint)
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    if base is bool:
+        return "maybe"
+    if base in (int, float) or typing.get_origin(base) is tuple:
+        return "abc"
+    raise TypeError(f"{config_cls.__name__}.{name} is a {hint} field without a check")
+
+
+OPTIMIZERS = ("sgd", "adam", "adadelta")
+SCHEDULES = ("constant", "step", "onecycle", "cosine")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The fields every training run has; a project's config derives from it."""
+
+    data_dir: str | None = field(None, existing_dir())  # None: $ROADMAP_DATA_DIR, then the cache
+    download: bool = False  # fetch the dataset from its mirrors if it is nowhere local
+    limit_train: int | None = field(None, at_least(1))  # keep the first N training examples
+    limit_test: int | None = field(None, at_least(1))  # keep the first N test examples
+    val_size: int = field(0, at_least(0))  # hold out this many training examples
+    epochs: int = field(1, at_least(1))
+    batch_size: int = field(64, at_least(1))
+    eval_batch_size: int = field(1000, at_least(1))
+    optimizer: str = field("adam", one_of(*OPTIMIZERS))  # sgd (with momentum), adam, adadelta
+    lr: float = field(1e-3, above(0))  # peak learning rate
+    momentum: float = field(0.9, between(0, 1))  # SGD momentum
+    weight_decay: float = field(0.0, at_least(0))  # L2 added to the gradient (torch.optim)
+    schedule: str = field("constant", one_of(*SCHEDULES))  # step: x gamma each epoch
+    gamma: float = field(0.7, above(0))  # decay per epoch of the "step" schedule
+    warmup_epochs: float = field(0.0, at_least(0))  # linear warm-up of the "cosine" schedule
+    augment: bool = False  # the project's training augmentation (see its Task)
+    seed: int = field(1, at_least(0))  # initial weights, data order, dropout and noise
+    log_every: int = field(100, at_least(1))  # steps between train-metric log lines
+    checkpoint_every: int = field(0, at_least(0))  # steps between mid-epoch checkpoints
+    max_steps: int | None = field(None, at_least(1))  # stop after this many steps (tests)
+
+    def __post_init__(self):
+        validate(self)

@@ -22,43 +22,34 @@ from __future__ import annotations
 
 import dataclasses
 
-from shared_data.configs.base import UnknownNameError
+from shared_data.batches import random_shift
+from shared_data.configs.base import TrainConfig, UnknownNameError, field, one_of, widths
+from shared_data.tasks import Task, classification
+
+MODELS = ("mlp", "cnn", "fastcnn")
+DATASETS = ("mnist", "digits", "synthetic")
 
 
 @dataclasses.dataclass(frozen=True)
-class MnistConfig:
+class MnistConfig(TrainConfig):
     """Hyperparameters of one MNIST run; identical for both frameworks."""
 
-    model: str = "cnn"  # "mlp", "cnn" (pytorch/examples) or "fastcnn" (the speed recipe)
-    dataset: str = "mnist"  # "mnist" (IDX files), "digits" (embedded), "synthetic"
-    data_dir: str | None = None  # None: $ROADMAP_DATA_DIR, then the cache
-    download: bool = False  # fetch MNIST from its mirrors if it is nowhere local
-    limit_train: int | None = None  # keep the first N training examples (smoke runs)
-    limit_test: int | None = None  # keep the first N test examples
-    val_size: int = 0  # hold out this many training examples as a validation split
-    epochs: int = 1
-    batch_size: int = 64
-    eval_batch_size: int = 1000
-    optimizer: str = "adam"  # "sgd" (with momentum), "adam" or "adadelta"
-    lr: float = 3e-3  # peak learning rate
-    momentum: float = 0.9  # SGD momentum
-    weight_decay: float = 0.0  # L2 added to the gradient (torch.optim semantics)
-    schedule: str = "onecycle"  # "constant", "step" (x gamma each epoch), "onecycle", "cosine"
-    gamma: float = 0.7  # decay per epoch of the "step" schedule
-    warmup_epochs: float = 0.0  # linear warm-up of the "cosine" schedule
+    model: str = field("cnn", one_of(*MODELS))  # mlp, cnn (pytorch/examples), fastcnn (speed)
+    dataset: str = field("mnist", one_of(*DATASETS))  # IDX files, embedded digits, synthetic
     dropout: bool = True  # the CNN's two dropout layers (0.25, 0.5)
-    augment: bool = False  # random +-2 px shifts of training images
-    hidden: tuple[int, ...] = (256, 128)  # MLP hidden widths
-    conv_widths: tuple[int, ...] = (32, 64)  # FastCNN's two conv widths
-    seed: int = 1  # initial weights, data order, dropout masks
-    log_every: int = 100  # steps between train-metric log lines
-    checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: end of epoch only
-    max_steps: int | None = None  # stop after this many steps in all (tests)
+    hidden: tuple[int, ...] = field((256, 128), widths())  # MLP hidden widths
+    conv_widths: tuple[int, ...] = field((32, 64), widths())  # FastCNN's two conv widths
+
+
+def get_task(config: MnistConfig) -> Task:
+    """Classification; augmentation is shared_data's random +-2 px shift."""
+    return classification(augment=random_shift)
 
 
 def get_config(variant: str = "default") -> MnistConfig:
     """The config of one variant: default, fast, digits or smoke."""
-    base = MnistConfig()
+    # Adam one-cycle peaking at 3e-3 (the TrainConfig defaults are Adam 1e-3, constant).
+    base = MnistConfig(lr=3e-3, schedule="onecycle")
     variants = {
         "default": base,
         # pytorch/examples/mnist's own recipe, for reference (14 epochs there).

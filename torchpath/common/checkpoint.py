@@ -25,14 +25,15 @@ class Checkpointer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_to_keep = max_to_keep
 
-    def _steps(self) -> list[int]:
+    def steps(self) -> list[int]:
+        """Steps of every complete checkpoint, oldest first."""
         return sorted(
             int(m.group(1)) for p in self.directory.iterdir() if (m := _NAME.match(p.name))
         )
 
     def latest_step(self) -> int | None:
         """Step of the newest complete checkpoint, or None."""
-        steps = self._steps()
+        steps = self.steps()
         return steps[-1] if steps else None
 
     def save(self, step: int, state, meta: dict[str, Any]) -> None:
@@ -51,7 +52,7 @@ class Checkpointer:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        for old in self._steps()[: -self.max_to_keep]:
+        for old in self.steps()[: -self.max_to_keep]:
             (self.directory / f"ckpt_{old}.pt").unlink(missing_ok=True)
 
     def restore(self, state, step: int | None = None):
@@ -63,14 +64,19 @@ class Checkpointer:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - name the file, keep the cause
-            raise RuntimeError(
-                f"cannot read checkpoint {path}: {err}; delete it to fall back to the previous one"
-            ) from err
+            raise RuntimeError(f"cannot read checkpoint {path}: {err}") from err
         state.model.load_state_dict(payload["model"])
         state.optimizer.load_state_dict(payload["optimizer"])
         state.scheduler.load_state_dict(payload["scheduler"])
         state.step = int(payload["step"])
         return state, dict(payload["meta"])
+
+    def set_aside(self, step: int) -> Path:
+        """Rename an unreadable checkpoint out of the way (kept, never deleted); its new path."""
+        path = self.directory / f"ckpt_{step}.pt"
+        kept = path.with_name(path.name + ".unreadable")
+        os.replace(path, kept)
+        return kept
 
     def close(self) -> None:
         """Nothing to release; mirrors the Orbax checkpointer."""

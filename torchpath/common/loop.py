@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from shared_data import training
-from shared_data.training import SUM_KEYS
+from shared_data.tasks import Task
 from torchpath.common.checkpoint import Checkpointer
 from torchpath.common.state import num_params
 
@@ -39,9 +39,9 @@ def step_rng(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step) % (2**63)
 
 
-def zero_sums() -> dict[str, torch.Tensor]:
+def zero_sums(keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
     """Metric accumulators at the start of an epoch."""
-    return {k: torch.zeros((), dtype=torch.float32) for k in SUM_KEYS}
+    return {k: torch.zeros((), dtype=torch.float32) for k in keys}
 
 
 def _synchronize(value: Any) -> Any:
@@ -62,34 +62,29 @@ FRAMEWORK = training.Framework(
     block=_synchronize,
     num_params=lambda state: num_params(state.model),
     checkpointer=Checkpointer,
+    to_numpy=lambda out: out.detach().cpu().numpy(),
 )
 
 
-def evaluate(eval_step: Callable, state, arrays: dict, batch_size: int) -> dict[str, float]:
-    """Mean loss and accuracy over every example of `arrays`."""
-    return training.evaluate(FRAMEWORK, eval_step, state, arrays, batch_size)
+def evaluate(task: Task, eval_step: Callable, state, arrays: dict, batch_size: int, predict=None):
+    """Every metric of `task` over every example of `arrays`."""
+    return training.evaluate(FRAMEWORK, task, eval_step, state, arrays, batch_size, predict)
 
 
 def fit(
+    task: Task,
     config,
     workdir: str | Path,
     state,
     train_step: Callable,
     eval_step: Callable,
     dataset,
-    *,
-    resume: bool = False,
-    progress: bool = True,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Train `state` on `dataset` for `config.epochs`, evaluating each epoch; returns a summary."""
+    """Train `state` on `dataset` for `config.epochs`, evaluating each epoch; returns a summary.
+
+    `options`: predict, on_epoch_end, resume, progress (see shared_data.training.fit).
+    """
     return training.fit(
-        FRAMEWORK,
-        config,
-        workdir,
-        state,
-        train_step,
-        eval_step,
-        dataset,
-        resume=resume,
-        progress=progress,
+        FRAMEWORK, task, config, workdir, state, train_step, eval_step, dataset, **options
     )

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from shared_data.batches import num_batches
+from shared_data.configs.mnist import get_task
 from shared_data.datasets import load_for_config
 from torchpath.common.init import build_seeded
 from torchpath.common.loop import fit, to_device
@@ -78,7 +79,16 @@ def train_and_evaluate(
     n_train = len(dataset.train["label"]) - config.val_size
     state = create_state(config, num_batches(n_train, config.batch_size, "drop"), init_weights)
     return fit(
-        config, workdir, state, train_step, eval_step, dataset, resume=resume, progress=progress
+        get_task(config),
+        config,
+        workdir,
+        state,
+        train_step,
+        eval_step,
+        dataset,
+        predict=predict,
+        resume=resume,
+        progress=progress,
     )
 
 

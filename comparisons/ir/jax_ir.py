@@ -15,7 +15,7 @@ import jax
 import jax.extend.core as jcore
 import jax.numpy as jnp
 
-from comparisons.ir_graphs import (
+from comparisons.ir.graphs import (
     Section,
     hlo_fusions,
     hlo_matmul_conv_flops,
@@ -23,7 +23,7 @@ from comparisons.ir_graphs import (
     normalize_jaxpr,
     normalize_mlir,
 )
-from comparisons.opmap import JAX_WRAPPERS, count_categories, jax_category
+from comparisons.ir.opmap import JAX_WRAPPERS, count_categories, jax_category
 from jaxpath.common.loop import step_rng
 
 # A wrapper node in a picture takes the most telling category of what it wraps.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from comparisons import report_plots as plots
-from comparisons.report_html import (
+from comparisons.report import plots
+from comparisons.report.html import (
     Html,
     _finite,
     chart_figure,

@@ -12,7 +12,7 @@ import time
 import warnings
 from typing import Any
 
-from comparisons.peak import jax_sync, torch_flops, torch_sync_for, xla_flops
+from comparisons.bench.peak import jax_sync, torch_flops, torch_sync_for, xla_flops
 
 
 @dataclasses.dataclass

@@ -20,8 +20,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from comparisons.env import versions as package_versions
-from comparisons.ir_graphs import Section, failure
-from comparisons.opmap import CATEGORIES, CORRESPONDENCES, aten_name
+from comparisons.ir.graphs import Section, failure
+from comparisons.ir.opmap import CATEGORIES, CORRESPONDENCES, aten_name
+from comparisons.options import load_config
 from comparisons.registry import get_project
 from shared_data.configs.base import to_dict
 from shared_data.runlog import atomic_write_text, write_json
@@ -52,23 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-torchscript", dest="torchscript", action="store_false")
 
 
-def _config(args: argparse.Namespace):
-    try:
-        from comparisons.cli import load_config
-    except ImportError:  # the CLI is optional for the API
-        from shared_data.configs.base import override
-
-        config = get_project(args.project).config(getattr(args, "variant", "default"))
-        return override(config, list(getattr(args, "set", None) or []))
-    return load_config(args)
-
-
 def run(args: argparse.Namespace) -> int:
     """Entry point of `roadmap ir`."""
     out_dir = Path(args.workdir) / args.project / "ir"
     summary = dump_ir(
         args.project,
-        _config(args),
+        load_config(args),
         out_dir,
         frameworks=FRAMEWORK_CHOICES[args.framework],
         what=WHAT_CHOICES[args.what],
@@ -92,12 +82,12 @@ def _versions() -> dict[str, str]:
 
 def _make_dump(framework, project, config, batch, sections, device, inductor, torchscript):
     if framework == "jax":
-        from comparisons.ir_jax import JaxDump
+        from comparisons.ir.jax_ir import JaxDump
         from jaxpath.common.precision import pin_fp32
 
         pin_fp32()
         return JaxDump(project, config, batch, sections, device=device)
-    from comparisons.ir_torch import TorchDump
+    from comparisons.ir.torch_ir import TorchDump
     from torchpath.common.precision import pin_fp32
 
     pin_fp32()

@@ -14,9 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from comparisons import report_bench, report_ir, report_runs
 from comparisons.env import versions as package_versions
-from comparisons.report_html import Page, esc, slug, table
+from comparisons.report import bench as report_bench
+from comparisons.report import ir as report_ir
+from comparisons.report import runs as report_runs
+from comparisons.report.html import Page, esc, slug, table
 
 # Nothing may load from the network; pictures come from data: URIs or files beside the page.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data: file:"

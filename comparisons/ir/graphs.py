@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from comparisons.opmap import CATEGORIES
+from comparisons.ir.opmap import CATEGORIES
 
 
 def failure(err: BaseException) -> str:

@@ -8,7 +8,7 @@ step come from the dot and convolution instructions of XLA's optimized HLO (JAX)
 torch's FlopCounterMode (torch), the same work counted the same way; achieved
 GFLOP/s is set against the matmul peak measured in the same run (comparisons/peak.py).
 Writes <workdir>/<project>/bench/bench.json and bench.md; the per-mode step builders are in
-comparisons/bench_modes.py, per-op microbenchmarks in comparisons/bench_ops.py.
+comparisons/bench/modes.py, per-op microbenchmarks in comparisons/bench/ops.py.
 """
 
 from __future__ import annotations
@@ -23,19 +23,20 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from comparisons.bench_modes import Ctx, jax_prepare, torch_prepare
-from comparisons.bench_ops import OPS, bench_ops, ops_markdown
-from comparisons.peak import (
+from comparisons.bench.modes import Ctx, jax_prepare, torch_prepare
+from comparisons.bench.ops import OPS, bench_ops, ops_markdown
+from comparisons.bench.peak import (
     PEAK_FRAMEWORKS,
     bench_data_pipeline,
     data_pipeline_markdown,
     machine,
     measure_matmul_peak,
-    pin_fp32,
     summarize_ms,
     time_calls,
     versions,
 )
+from comparisons.env import pin_fp32
+from comparisons.options import load_config
 from comparisons.registry import get_project
 from shared_data.configs.base import to_dict
 from shared_data.runlog import atomic_write_text, write_json
@@ -318,8 +319,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the bench from parsed arguments, write and print it; the exit code."""
-    from comparisons.cli import load_config
-
     progress = getattr(args, "progress", True) and not getattr(args, "no_progress", False)
     ops = [o.strip() for o in args.op_names.split(",") if o.strip()] if args.ops else []
     try:

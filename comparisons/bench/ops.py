@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from comparisons.peak import jax_sync, summarize_ms, time_calls, torch_sync_for
+from comparisons.bench.peak import jax_sync, summarize_ms, time_calls, torch_sync_for
 
 # Dimensions of every op; "tiny" is for tests. conv: (N, H=W, Cin, Cout), the PERF-NOTES
 # layer (SAME); conv_valid: the same for the MNIST CNN's conv2 (VALID); dw: (N, H=W, C);

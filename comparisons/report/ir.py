@@ -6,7 +6,7 @@ import base64
 from pathlib import PurePosixPath
 from typing import Any
 
-from comparisons.report_html import (
+from comparisons.report.html import (
     FRAMEWORK_COLORS,
     Html,
     cell,

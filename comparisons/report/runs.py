@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from comparisons import report_plots as plots
-from comparisons.report_html import (
+from comparisons.report import plots
+from comparisons.report.html import (
     Html,
     Num,
     Page,

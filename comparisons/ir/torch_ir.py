@@ -18,14 +18,14 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from comparisons.ir_graphs import (
+from comparisons.ir.graphs import (
     Section,
     failure,
     normalize_fx,
     normalize_torchscript,
     parse_inductor_code,
 )
-from comparisons.opmap import aten_category, aten_name, count_categories
+from comparisons.ir.opmap import aten_category, aten_name, count_categories
 from torchpath.common.loop import step_rng
 
 _DTYPES = {"float32": "f32", "float64": "f64", "float16": "f16", "bfloat16": "bf16"}

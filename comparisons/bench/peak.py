@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from comparisons.env import pin_fp32
 from comparisons.env import versions as package_versions
 from shared_data.batches import iterate_batches, random_shift
 
@@ -69,7 +70,7 @@ def xla_flops(jitted: Callable, *args: Any) -> float:
     """Matmul and convolution FLOPs of one call of a jitted function, from its optimized HLO."""
     # Counted like torch's FlopCounterMode (dot and convolution only), so the two frameworks'
     # GFLOP/s divide the same work; XLA's cost_analysis() would add elementwise operations.
-    from comparisons.ir_graphs import hlo_matmul_conv_flops
+    from comparisons.ir.graphs import hlo_matmul_conv_flops
 
     return float(hlo_matmul_conv_flops(jitted.lower(*args).compile().as_text())["total"])
 
@@ -129,15 +130,6 @@ def measure_peaks(
         fw: measure_matmul_peak(n, fw, repeats, "cpu" if fw == "numpy" else device)
         for fw in frameworks
     }
-
-
-def pin_fp32() -> None:
-    """Fair-comparison rule: fp32 matmuls and convolutions on both sides (no TF32, no bf16)."""
-    from jaxpath.common.precision import pin_fp32 as pin_jax
-    from torchpath.common.precision import pin_fp32 as pin_torch
-
-    pin_jax()
-    pin_torch()
 
 
 def versions() -> dict[str, str]:

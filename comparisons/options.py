@@ -1,0 +1,56 @@
+"""From parsed command-line flags to a project's validated config (shared by every subcommand).
+
+It sits below cli.py, so run, compare and the tools read their config without importing
+the CLI (no import cycle).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from comparisons.registry import get_project
+from shared_data.configs.base import override, validate
+
+# Flags that name a config field directly; --set covers every other field.
+CONFIG_FLAGS = (
+    "model",
+    "epochs",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "seed",
+    "data_dir",
+    "dataset",
+    "schedule",
+)
+
+
+def load_config(args: argparse.Namespace):
+    """The project's config for `args.variant`, with the dedicated flags and --set applied.
+
+    Every field is validated before anything is built; a bad value raises ConfigError,
+    which the CLI prints as one line.
+    """
+    config = get_project(args.project).config(getattr(args, "variant", "default"))
+    fields = set(type(config).__dataclass_fields__)
+    changes = {}
+    for key in CONFIG_FLAGS:
+        value = getattr(args, key, None)
+        if value is not None:
+            if key not in fields:
+                raise_unknown_flag(args.project, key)
+            changes[key] = value
+    if getattr(args, "download", False):
+        changes["download"] = True
+    config = override(config, changes)
+    config = override(config, list(getattr(args, "set", None) or []))
+    validate(config)
+    return config
+
+
+def raise_unknown_flag(project: str, key: str) -> None:
+    """A dedicated flag that the project's config has no field for."""
+    from shared_data.configs.base import ConfigError
+
+    flag = "--" + key.replace("_", "-")
+    raise ConfigError(f"{flag} does not apply to project {project!r} (its config has no {key!r})")

@@ -1,0 +1,9 @@
+"""`roadmap report`: one self-contained HTML page over everything under runs/.
+
+core.py assembles the page; runs.py, bench.py and ir.py render their sections; plots.py
+draws the matplotlib figures; html.py holds the page primitives.
+"""
+
+from comparisons.report.core import add_arguments, build_report, run
+
+__all__ = ["add_arguments", "build_report", "run"]
