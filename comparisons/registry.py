@@ -1,8 +1,11 @@
-"""The one list of projects: name, dataset, config, metric, and both implementations.
+"""The one list of projects: everything project-specific that the tools need.
 
-Implementations are found by naming convention: project `p` lives in `jaxpath/p/` and
-`torchpath/p/` (modules `model` and `train`), and its config in `shared_data/configs/p.py`
-(`get_config(variant)`). Unknown and duplicate names raise.
+Each entry names the project's dataset and inputs, and points (by naming convention) at its
+config module `shared_data/configs/<name>.py`, which declares `MODELS`, `variants()`,
+`get_config(variant)` and `get_task(config)` (metrics, headline, augmentation, evaluator),
+and at its implementations `jaxpath/<name>/` and `torchpath/<name>/` (modules `model` and
+`train`). `roadmap list|run|compare|ir|bench|report` and the registry-wide tests read only
+this; none of them names a project. Unknown and duplicate names raise.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from shared_data.configs.base import UnknownNameError
+from shared_data.tasks import Task
 
 FRAMEWORKS = {"jax": "jaxpath", "torch": "torchpath"}
 FRAMEWORK_LABELS = {"jax": "JAX (jax.jit)", "torch": "PyTorch (eager)"}
@@ -27,6 +31,18 @@ class InputSpec:
     shape: tuple[int, ...]
     dtype: str
     num_classes: int | None = None  # integer fields: values in [0, num_classes)
+    kind: str = "normal"  # float fields: "normal", "unit" (uniform in [0, 1)) or "binary"
+
+    def sample(self, rng: np.random.Generator, batch_size: int) -> np.ndarray:
+        """A random batch of this field (the example batches of the tools and tests)."""
+        shape = (batch_size, *self.shape)
+        if self.num_classes is not None:
+            return rng.integers(0, self.num_classes, shape).astype(self.dtype)
+        if self.kind == "unit":
+            return rng.random(shape).astype(self.dtype)
+        if self.kind == "binary":
+            return (rng.random(shape) < 0.5).astype(self.dtype)
+        return rng.standard_normal(shape).astype(self.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,13 +51,40 @@ class Project:
 
     name: str
     dataset: str
-    metric: str
     description: str
-    inputs: dict[str, InputSpec]
+    inputs: dict[str, InputSpec]  # the fields of a training batch
+    # Config changes that make a step deterministic for the parity harness (dropout off...).
+    parity_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Batch fields that stand in for a step's own sampling (the VAE's "noise"): the parity
+    # harness feeds the same values to both frameworks; training draws them from named RNGs.
+    noise: dict[str, InputSpec] = dataclasses.field(default_factory=dict)
+
+    def config_module(self) -> ModuleType:
+        """`shared_data.configs.<name>`: MODELS, variants(), get_config(), get_task()."""
+        return importlib.import_module(f"shared_data.configs.{self.name}")
 
     def config(self, variant: str = "default") -> Any:
         """The project's shared config for `variant` (see its module docstring)."""
-        return importlib.import_module(f"shared_data.configs.{self.name}").get_config(variant)
+        return self.config_module().get_config(variant)
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """Names of the config variants ("default" and "smoke" always among them)."""
+        return tuple(self.config_module().variants())
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Names of the models `config.model` may take."""
+        return tuple(self.config_module().MODELS)
+
+    def task(self, config: Any = None) -> Task:
+        """Metrics, headline, augmentation and evaluator of a run under `config`."""
+        return self.config_module().get_task(config if config is not None else self.config())
+
+    @property
+    def metric(self) -> str:
+        """The headline metric of the default config, as runs report it (e.g. test_accuracy)."""
+        return f"test_{self.task().headline}"
 
     def module(self, framework: str, part: str = "train") -> ModuleType:
         """`jaxpath.<name>.<part>` or `torchpath.<name>.<part>`."""
@@ -51,17 +94,16 @@ class Project:
             )
         return importlib.import_module(f"{FRAMEWORKS[framework]}.{self.name}.{part}")
 
-    def example_batch(self, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
-        """Random numpy batch of the project's shapes (NHWC images), for tracing and benches."""
+    def example_batch(
+        self, batch_size: int, seed: int = 0, noise: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Random numpy batch of the project's shapes (NHWC images), for tracing and benches.
+
+        `noise=True` adds the fields that replace the step's sampling (parity tests).
+        """
         rng = np.random.default_rng(seed)
-        batch = {}
-        for key, spec in self.inputs.items():
-            shape = (batch_size, *spec.shape)
-            if spec.num_classes is not None:
-                batch[key] = rng.integers(0, spec.num_classes, shape).astype(spec.dtype)
-            else:
-                batch[key] = rng.standard_normal(shape).astype(spec.dtype)
-        return batch
+        fields = {**self.inputs, **(self.noise if noise else {})}
+        return {key: spec.sample(rng, batch_size) for key, spec in fields.items()}
 
 
 _REGISTRY: dict[str, Project] = {}
@@ -91,11 +133,11 @@ register(
     Project(
         name="mnist",
         dataset="mnist",
-        metric="test_accuracy",
         description="MLP and pytorch/examples' CNN on MNIST (SGD, Adam, Adadelta)",
         inputs={
             "image": InputSpec((28, 28, 1), "float32"),
             "label": InputSpec((), "int32", num_classes=10),
         },
+        parity_overrides={"dropout": False},
     )
 )

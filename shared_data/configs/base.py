@@ -256,3 +256,12 @@ class TrainConfig:
 
     def __post_init__(self):
         validate(self)
+
+
+def pick_variant(project: str, variants: dict[str, Any], variant: str) -> Any:
+    """`variants[variant]`, or an error listing the known names."""
+    if variant not in variants:
+        raise UnknownNameError(
+            f"unknown {project} variant {variant!r}; known: {', '.join(variants)}"
+        )
+    return variants[variant]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 
 from shared_data.batches import random_shift
-from shared_data.configs.base import TrainConfig, UnknownNameError, field, one_of, widths
+from shared_data.configs.base import TrainConfig, field, one_of, pick_variant, widths
 from shared_data.tasks import Task, classification
 
 MODELS = ("mlp", "cnn", "fastcnn")
@@ -46,8 +46,8 @@ def get_task(config: MnistConfig) -> Task:
     return classification(augment=random_shift)
 
 
-def get_config(variant: str = "default") -> MnistConfig:
-    """The config of one variant: default, fast, digits or smoke."""
+def variants() -> dict[str, MnistConfig]:
+    """Every named config: default, examples, fast, digits and smoke."""
     # Adam one-cycle peaking at 3e-3 (the TrainConfig defaults are Adam 1e-3, constant).
     base = MnistConfig(lr=3e-3, schedule="onecycle")
     variants = {
@@ -95,6 +95,9 @@ def get_config(variant: str = "default") -> MnistConfig:
             log_every=4,
         ),
     }
-    if variant not in variants:
-        raise UnknownNameError(f"unknown mnist variant {variant!r}; known: {', '.join(variants)}")
-    return variants[variant]
+    return variants
+
+
+def get_config(variant: str = "default") -> MnistConfig:
+    """The config of one variant (see the module docstring)."""
+    return pick_variant("mnist", variants(), variant)
