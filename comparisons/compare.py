@@ -11,41 +11,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from comparisons.env import pin_cpu_fp32, pin_fp32, run_versions
+from comparisons.env import pin_cpu_fp32, run_versions
 from comparisons.options import load_config
+from comparisons.parity import make_pair, predict_diff
 from comparisons.registry import FRAMEWORK_LABELS, get_project
 from comparisons.runs import new_run_id, run_dir
-from comparisons.weights import torch_to_flax
 from shared_data.configs.base import to_dict
 from shared_data.runlog import atomic_write_text, write_json
 
 
 def initial_weights(project, config) -> tuple[dict[str, Any], float]:
-    """{framework: initial weights} ported from torch's init, and the max |logit diff| they give."""
-    import torch
-
-    pin_fp32()  # also when compare() is called as a library function, not from the CLI
-    jax_train, torch_train = project.module("jax"), project.module("torch")
-    torch_state = torch_train.create_state(config, 1)
-    jax_state = jax_train.create_state(config, 1)
-    template = {"params": jax_state.params}
-    if jax_state.batch_stats is not None:
-        template["batch_stats"] = jax_state.batch_stats
-    state_dict = {k: v.detach().clone() for k, v in torch_state.model.state_dict().items()}
-    variables = torch_to_flax(
-        state_dict, template, getattr(torch_state.model, "flattened_inputs", {})
-    )
-    weights = {"torch": state_dict, "jax": variables}
+    """{framework: initial weights} ported from torch's init, and the max |output diff| then."""
+    pair = make_pair(project, config, steps_per_epoch=1)
     # The same weights must give the same function before any training starts.
-    batch = project.example_batch(8, seed=config.seed)
-    jax_logits = np.asarray(
-        jax_train.predict(jax_train.create_state(config, 1, variables), jax_train.to_device(batch))
-    )
-    with torch.no_grad():
-        torch_logits = torch_train.predict(torch_state, torch_train.to_device(batch)).numpy()
-    return weights, float(np.max(np.abs(jax_logits - torch_logits)))
+    batch = project.example_batch(8, seed=config.seed, config=config)
+    return pair.weights, predict_diff(pair, batch)
 
 
 def _fmt(value: Any, kind: str) -> str:
@@ -61,18 +41,23 @@ def _fmt(value: Any, kind: str) -> str:
 
 
 def comparison_rows(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Side-by-side rows {metric, kind, <framework>: value} from the runs' summaries."""
+    """Side-by-side rows {metric, kind, <framework>: value} from the runs' summaries.
+
+    Which metrics, and how to print them, come from the project's Task (recorded in every
+    summary): the headline first, then the other test metrics, then the training loss.
+    """
     rows = []
+    task = next(iter(summaries.values()))["task"]
+    headline = task["headline"].removeprefix("test_")
+    metrics = [headline] + [m for m in task["metrics"] if m != headline]
+    keys = [(f"test_{m}", f"test {m}", task["formats"][m]) for m in metrics]
+    keys.append(("train_loss", "train loss", "f4"))
     epochs = max(len(s["history"]) for s in summaries.values())
     for e in range(epochs):
-        for key, label, kind in (
-            ("test_accuracy", "test accuracy", "pct"),
-            ("test_loss", "test loss", "f4"),
-            ("train_loss", "train loss", "f4"),
-        ):
+        for key, label, kind in keys:
             row = {"metric": f"epoch {e + 1} {label}", "kind": kind}
             for fw, s in summaries.items():
-                row[fw] = s["history"][e][key] if e < len(s["history"]) else None
+                row[fw] = s["history"][e].get(key) if e < len(s["history"]) else None
             rows.append(row)
     for key, label, kind in (
         ("train_examples_per_s", "train examples/s (compile excluded)", "rate"),
@@ -125,7 +110,7 @@ def compare(
         "frameworks": list(frameworks),
         "runs": summaries,
         "rows": rows,
-        "initial_logits_max_abs_diff": logit_diff,
+        "initial_outputs_max_abs_diff": logit_diff,
         "workdirs": {fw: str(p) for fw, p in paths.items()},
         "total_wall_s": time.perf_counter() - start,
     }
@@ -135,7 +120,7 @@ def compare(
     atomic_write_text(
         out / "compare.md",
         f"# {project.name}: JAX vs PyTorch ({run_id})\n\n"
-        f"Initial weights ported from torch; max |logit diff| before training: "
+        f"Initial weights ported from torch; max |output diff| before training: "
         f"{logit_diff:.2e}\n\n{table}\n",
     )
     result["table"], result["out_dir"] = table, str(out)
@@ -151,9 +136,10 @@ def compare_command(args) -> int:
     pin_cpu_fp32()
     frameworks = tuple(f.strip() for f in args.frameworks.split(",") if f.strip())
     result = compare(args.project, config, args.workdir, args.run_id, frameworks, args.progress)
+    what = ", ".join(str(getattr(config, k)) for k in ("model", "dataset") if hasattr(config, k))
     print(
-        f"\n{args.project} ({config.model}, {config.dataset}): same initial weights "
-        f"(max |logit diff| {result['initial_logits_max_abs_diff']:.1e}), same batches\n"
+        f"\n{args.project} ({what}): same initial weights "
+        f"(max |output diff| {result['initial_outputs_max_abs_diff']:.1e}), same batches\n"
     )
     print(result["table"])
     print(f"\nwritten: {result['out_dir']}/compare.json, compare.md")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -52,7 +53,9 @@ class Project:
     name: str
     dataset: str
     description: str
-    inputs: dict[str, InputSpec]  # the fields of a training batch
+    # The fields of a training batch, or a function of the config giving them (when the
+    # dataset or model a config names changes the shapes, as in regression).
+    inputs: dict[str, InputSpec] | Callable[[Any], dict[str, InputSpec]]
     # Config changes that make a step deterministic for the parity harness (dropout off...).
     parity_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Batch fields that stand in for a step's own sampling (the VAE's "noise"): the parity
@@ -94,15 +97,22 @@ class Project:
             )
         return importlib.import_module(f"{FRAMEWORKS[framework]}.{self.name}.{part}")
 
+    def input_specs(self, config: Any = None) -> dict[str, InputSpec]:
+        """The batch fields under `config` (default: the default variant's)."""
+        if callable(self.inputs):
+            return self.inputs(config if config is not None else self.config())
+        return self.inputs
+
     def example_batch(
-        self, batch_size: int, seed: int = 0, noise: bool = False
+        self, batch_size: int, seed: int = 0, noise: bool = False, config: Any = None
     ) -> dict[str, np.ndarray]:
         """Random numpy batch of the project's shapes (NHWC images), for tracing and benches.
 
-        `noise=True` adds the fields that replace the step's sampling (parity tests).
+        `noise=True` adds the fields that replace the step's sampling (parity tests);
+        `config` picks the shapes where they depend on it.
         """
         rng = np.random.default_rng(seed)
-        fields = {**self.inputs, **(self.noise if noise else {})}
+        fields = {**self.input_specs(config), **(self.noise if noise else {})}
         return {key: spec.sample(rng, batch_size) for key, spec in fields.items()}
 
 

@@ -30,16 +30,14 @@ def newest_run_id(workdir: str | Path, project: str, framework: str) -> str | No
 
 
 def format_history(summary: dict[str, Any]) -> str:
-    """A fixed-width table of one run's per-epoch metrics."""
-    lines = [
-        f"{'epoch':>5} {'train loss':>10} {'train acc':>9} {'test loss':>9} {'test acc':>8}"
-        f" {'time s':>7}"
-    ]
+    """A fixed-width table of one run's per-epoch metrics (the project's own, from its Task)."""
+    metrics = summary["task"]["metrics"]
+    keys = [f"{split}_{m}" for split in ("train", "test") for m in metrics]
+    keys = [k for k in keys if any(k in h for h in summary["history"])]
+    lines = [f"{'epoch':>5} " + " ".join(f"{k.replace('_', ' '):>14}" for k in keys) + "  time s"]
     for h in summary["history"]:
-        lines.append(
-            f"{h['epoch']:>5} {h['train_loss']:>10.4f} {h['train_accuracy']:>9.4f} "
-            f"{h['test_loss']:>9.4f} {h['test_accuracy']:>8.4f} {h['epoch_time_s']:>7.1f}"
-        )
+        cells = [f"{h[k]:>14.4f}" if h.get(k) is not None else f"{'-':>14}" for k in keys]
+        lines.append(f"{h['epoch']:>5} " + " ".join(cells) + f" {h['epoch_time_s']:>7.1f}")
     speed = summary.get("train_examples_per_s")
     lines.append(
         f"train examples/s (compile excluded): {speed:.0f}"
@@ -84,6 +82,7 @@ def list_command(args) -> int:
     print("projects:")
     for p in list_projects():
         print(f"  {p.name:<12} dataset={p.dataset:<10} metric={p.metric:<14} {p.description}")
+        print(f"  {'':<12} models: {', '.join(p.models)}; variants: {', '.join(p.variants)}")
     print("datasets:")
     for row in describe_sources(getattr(args, "data_dir", None)):
         state = "available" if row["available"] else "missing"

@@ -102,7 +102,7 @@ def write_compare(runs: Path, summaries: dict[str, Any], with_rows: bool = True)
         "versions": VERSIONS,
         "frameworks": list(summaries),
         "runs": summaries,
-        "initial_logits_max_abs_diff": 2.4e-6,
+        "initial_outputs_max_abs_diff": 2.4e-6,
         "workdirs": {fw: f"runs/{PROJECT}/{fw}/{COMPARE_ID}" for fw in summaries},
         "total_wall_s": 190.0,
     }

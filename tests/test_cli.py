@@ -94,7 +94,7 @@ def test_compare_prints_and_writes_the_side_by_side_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| epoch 1 test accuracy |" in out and "JAX (jax.jit)" in out
     result = json.loads((tmp_path / "mnist" / "compare" / "t" / "compare.json").read_text())
-    assert result["initial_logits_max_abs_diff"] <= 1e-5
+    assert result["initial_outputs_max_abs_diff"] <= 1e-5
     assert set(result["runs"]) == {"jax", "torch"}
     metrics = {row["metric"] for row in result["rows"]}
     assert {"train examples/s (compile excluded)", "parameters"} <= metrics

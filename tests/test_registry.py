@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from comparisons import registry
+from comparisons.cli import main
+from comparisons.parity import leaves
 from comparisons.registry import Project, get_project, list_projects, register
-from shared_data.configs.base import ConfigError, from_dict, override, to_dict
+from shared_data.configs.base import ConfigError, bad_value, from_dict, override, to_dict
 
 # Pinned facts (STYLE.md): a change here is a change of model, never an accident.
 MNIST_PARAMS = {"mlp": 235_146, "cnn": 1_199_882, "fastcnn": 421_642}
@@ -36,9 +38,56 @@ def test_unknown_framework_and_variant_raise():
 
 @pytest.mark.parametrize("project", list_projects(), ids=lambda p: p.name)
 def test_every_variant_builds_and_round_trips(project):
-    for variant in ("default", "fast", "digits", "smoke"):
+    assert {"default", "smoke"} <= set(project.variants)
+    for variant in project.variants:
         config = project.config(variant)
         assert from_dict(type(config), to_dict(config)) == config
+        task = project.task(config)
+        assert task.headline in task.metric_names
+
+
+@pytest.mark.parametrize("project", list_projects(), ids=lambda p: p.name)
+def test_models_are_the_same_names_in_both_trees(project):
+    for fw in registry.FRAMEWORKS:
+        assert tuple(project.module(fw, "model").MODELS) == project.models, fw
+
+
+@pytest.mark.parametrize(
+    "project,model",
+    [(p, m) for p in list_projects() for m in p.models],
+    ids=lambda v: getattr(v, "name", v),
+)
+def test_every_model_same_parameter_count_finite_outputs(project, model):
+    config = dataclasses.replace(project.config("smoke"), model=model)
+    batch = project.example_batch(4, config=config)
+    counts = {}
+    for fw in registry.FRAMEWORKS:
+        train = project.module(fw)
+        state = train.create_state(config, 1)
+        counts[fw] = summary_params(state)
+        for out in leaves(train.predict(state, train.to_device(batch))):
+            assert out.shape[0] == 4 and np.all(np.isfinite(out)), fw
+    assert counts["jax"] == counts["torch"] > 0
+
+
+def _field_cases():
+    for project in list_projects():
+        cls = type(project.config("smoke"))
+        for f in dataclasses.fields(cls):
+            yield pytest.param(
+                project, f.name, bad_value(cls, f.name), id=f"{project.name}.{f.name}"
+            )
+
+
+@pytest.mark.parametrize("project,field,bad", list(_field_cases()))
+def test_every_config_field_refuses_a_bad_value_in_one_line(project, field, bad, tmp_path, capsys):
+    argv = ["run", project.name, "--framework", "jax", "--variant", "smoke"]
+    argv += ["--set", f"{field}={bad}", "--workdir", str(tmp_path), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("roadmap run: error: "), err
+    assert repr(field) in err, err
+    assert not list(tmp_path.rglob("*")), "nothing may be built before the config is checked"
 
 
 @pytest.mark.parametrize("model", sorted(MNIST_PARAMS))

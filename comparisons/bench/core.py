@@ -229,7 +229,9 @@ def bench_project(
         bar.update()
     bar.set_description("data pipeline")
     try:
-        result["data_pipeline"] = bench_data_pipeline(project, batch_sizes, data_examples)
+        result["data_pipeline"] = bench_data_pipeline(
+            project, batch_sizes, data_examples, config=config
+        )
     except Exception as err:
         errors["data_pipeline"] = _describe(err, "shared_data pipeline")
     bar.update()

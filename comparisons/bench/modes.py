@@ -47,7 +47,9 @@ def jax_prepare(ctx: Ctx, mode: str, what: str, batch_size: int) -> Prepared:
     dev = jax.devices("gpu" if ctx.device == "cuda" else "cpu")[0]
     with jax.default_device(dev):
         state = jmod.create_state(ctx.config, ctx.steps_per_epoch)
-        batch = jax.device_put(jmod.to_device(ctx.project.example_batch(batch_size, 0)), dev)
+        batch = jax.device_put(
+            jmod.to_device(ctx.project.example_batch(batch_size, 0, config=ctx.config)), dev
+        )
         rng = step_rng(ctx.config.seed, 0)
     box = {"state": state}  # train_step is pure: each call's new state feeds the next
     if what == "train":
@@ -136,7 +138,7 @@ def torch_prepare(ctx: Ctx, mode: str, what: str, batch_size: int) -> Prepared:
     tmod = ctx.project.module("torch", "train")
     if mode == "torch-compile":
         torch._dynamo.reset()  # each batch size compiles from scratch: compile_s is its own
-    batch = tmod.to_device(ctx.project.example_batch(batch_size, 0), ctx.device)
+    batch = tmod.to_device(ctx.project.example_batch(batch_size, 0, config=ctx.config), ctx.device)
     rng = step_rng(ctx.config.seed, 0)
 
     def eager_step(state):

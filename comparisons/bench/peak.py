@@ -23,7 +23,7 @@ import numpy as np
 
 from comparisons.env import pin_fp32
 from comparisons.env import versions as package_versions
-from shared_data.batches import iterate_batches, random_shift
+from shared_data.batches import iterate_batches
 
 PEAK_FRAMEWORKS = ("numpy", "jax", "torch")
 VERSION_PACKAGES = ("jax", "jaxlib", "flax", "optax", "torch", "numpy")
@@ -165,16 +165,18 @@ def machine() -> dict[str, Any]:
     }
 
 
-def bench_data_pipeline(project, batch_sizes, n_examples: int = 8192, seed: int = 0) -> dict:
-    """Examples/s of shared_data.iterate_batches, plain and with random_shift, per batch size."""
-    arrays = project.example_batch(n_examples, seed)
-    # random_shift moves NHWC images; projects without images get the plain pipeline only.
-    can_shift = "image" in arrays and arrays["image"].ndim == 4
+def bench_data_pipeline(
+    project, batch_sizes, n_examples: int = 8192, seed: int = 0, config=None
+) -> dict:
+    """Examples/s of shared_data.iterate_batches, plain and with the project's augmentation."""
+    arrays = project.example_batch(n_examples, seed, config=config)
+    augmentation = project.task(config).augment  # None: the project has no augmentation
+    can_shift = augmentation is not None
     results = []
     for bs in batch_sizes:
         bs = min(bs, n_examples)
         row = {"batch_size": bs}
-        for key, augment in (("examples_per_s", None), ("augmented_examples_per_s", random_shift)):
+        for key, augment in (("examples_per_s", None), ("augmented_examples_per_s", augmentation)):
             if augment is not None and not can_shift:
                 row[key] = None
                 continue
@@ -185,7 +187,7 @@ def bench_data_pipeline(project, batch_sizes, n_examples: int = 8192, seed: int 
         results.append(row)
     return {
         "what": "shared_data.batches.iterate_batches (shuffle, drop remainder)",
-        "augment": "random_shift (max 2 px)" if can_shift else None,
+        "augment": getattr(augmentation, "__name__", None),
         "n_examples": n_examples,
         "results": results,
     }
@@ -196,7 +198,7 @@ def data_pipeline_markdown(data: dict) -> str:
     lines = [
         f"Data pipeline: {data['what']}, {data['n_examples']} synthetic examples.",
         "",
-        "| batch | examples/s | with random_shift |",
+        f"| batch | examples/s | with {data.get('augment') or 'augmentation'} |",
         "|---|---|---|",
     ]
     for d in data["results"]:

@@ -120,7 +120,7 @@ def dump_ir(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     project = get_project(project_name)
-    batch = project.example_batch(batch_size)
+    batch = project.example_batch(batch_size, config=config)
     sections = {fw: {w: Section(out_dir, fw, w) for w in what} for fw in frameworks}
     tasks, setup_failed = [], False
     for fw in frameworks:

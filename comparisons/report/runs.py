@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -83,20 +85,77 @@ def _history(run: dict[str, Any]) -> list[dict[str, Any]]:
     return list(epochs.values())
 
 
-def _project_metric(name: str) -> str:
-    """The history key a project is judged by (the registry's `metric`, e.g. test_accuracy)."""
+def _project_metric(name: str, runs: list[dict[str, Any]]) -> tuple[str, str]:
+    """(history key, format) a project is judged by: its runs' Task, else the registry's."""
+    for run in sorted(runs, key=lambda r: r["mtime"], reverse=True):
+        task = run["summary"].get("task")
+        if isinstance(task, dict) and isinstance(task.get("headline"), str):
+            short = task["headline"].removeprefix("test_")
+            return task["headline"], (task.get("formats") or {}).get(short, "f4")
     try:
         from comparisons.registry import get_project
 
-        return str(get_project(name).metric)
+        project = get_project(name)
+        return project.metric, project.task().format_of(project.task().headline)
     except Exception:  # noqa: BLE001 - unknown folders are judged by accuracy
-        return "test_accuracy"
+        return "test_accuracy", "pct"
+
+
+def images_section(page: Page, runs: list[dict[str, Any]]) -> Html:
+    """The pictures a project writes into its runs (`images/<name>_epoch<N>.png`).
+
+    For the newest run of each framework, the last epoch's picture of every name, side by
+    side, so the two frameworks' samples can be compared at a glance.
+    """
+    newest: dict[str, dict[str, Any]] = {}
+    for run in sorted(runs, key=lambda r: r["mtime"]):
+        if (run["path"] / "images").is_dir():
+            newest[run["framework"]] = run
+    if not newest:
+        return Html("")
+    by_name: dict[str, dict[str, Path]] = {}
+    for framework, run in sorted(newest.items()):
+        for name, path in last_epoch_images(run["path"] / "images").items():
+            by_name.setdefault(name, {})[framework] = path
+    parts = []
+    for name, paths in sorted(by_name.items()):
+        figures = "".join(
+            f"<figure>{image_tag(path, f'{fw} {name}')}"
+            f"<figcaption>{fw_badge(fw)} {esc(name)}: {page.link(path, path.name)}"
+            f"</figcaption></figure>"
+            for fw, path in paths.items()
+        )
+        parts.append(f'<div class="images">{figures}</div>')
+    return Html("".join(parts))
+
+
+_IMAGE_NAME = re.compile(r"^(?P<name>.+?)_epoch(?P<epoch>\d+)\.png$")
+
+
+def last_epoch_images(folder: Path) -> dict[str, Path]:
+    """{picture name: path of its highest epoch} in a run's images/ folder."""
+    best: dict[str, tuple[int, Path]] = {}
+    for path in folder.glob("*.png"):
+        match = _IMAGE_NAME.match(path.name)
+        name, epoch = (match["name"], int(match["epoch"])) if match else (path.stem, -1)
+        if name not in best or epoch > best[name][0]:
+            best[name] = (epoch, path)
+    return {name: path for name, (_, path) in best.items()}
+
+
+def image_tag(path: Path, alt: str) -> Html:
+    """An <img> with the PNG embedded, so the page stays one self-contained file."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return Html(
+        f'<img alt="{esc(alt)}" src="data:image/png;base64,{data}" '
+        'style="image-rendering: pixelated; max-width: 320px">'
+    )
 
 
 def runs_section(page: Page, name: str, pdir: Path) -> Html:
-    """HTML of one project's training runs: curves and the per-run table."""
-    runs, metric = _discover_runs(page, pdir), _project_metric(name)
-    kind = "pct" if "accuracy" in metric else "f4"
+    """HTML of one project's training runs: curves, pictures and the per-run table."""
+    runs = _discover_runs(page, pdir)
+    metric, kind = _project_metric(name, runs)
     if not runs:
         return page.note(
             f"no training runs under {page.show(page.runs_dir / name)}: run "
@@ -153,11 +212,12 @@ def runs_section(page: Page, name: str, pdir: Path) -> Html:
     headers += ["test loss"]
     headers += ["train examples/s", "first step (compile) s", "wall s", "params", "notes"]
     parts.append(table(headers[: len(rows[0])], rows))
+    parts.append(images_section(page, runs))
     return Html("".join(parts))
 
 
 _COMPARE_KNOWN = {"project", "run_id", "config", "date", "versions", "frameworks", "runs", "rows"}
-_COMPARE_KNOWN |= {"initial_logits_max_abs_diff", "workdirs", "total_wall_s", "table", "out_dir"}
+_COMPARE_KNOWN |= {"initial_outputs_max_abs_diff", "workdirs", "total_wall_s", "table", "out_dir"}
 
 
 def compare_section(page: Page, name: str, cdir: Path) -> Html:
@@ -184,9 +244,9 @@ def _compare_one(page: Page, cdir: Path, data: dict[str, Any]) -> Html:
     keys = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "schedule", "seed")
     facts = [f"{k} {config[k]}" for k in keys if k in config]
     meta = [esc(data.get("date", "")), esc(", ".join(facts))]
-    diff = data.get("initial_logits_max_abs_diff")
+    diff = data.get("initial_outputs_max_abs_diff")
     if isinstance(diff, int | float):
-        meta.append(f"same initial weights: max |logit diff| before training {diff:.2e}")
+        meta.append(f"same initial weights: max |output diff| before training {diff:.2e}")
     links = [page.link(cdir / "compare.md")] if (cdir / "compare.md").is_file() else []
     workdirs = data.get("workdirs") if isinstance(data.get("workdirs"), dict) else {}
     for fw, path in workdirs.items():
@@ -239,7 +299,13 @@ def _derive_rows(summaries: dict[str, Any]) -> list[dict[str, Any]]:
     histories = {fw: s.get("history") or [] for fw, s in summaries.items()}
     rows = []
     for e in range(max((len(h) for h in histories.values()), default=0)):
-        for key, kind in (("test_accuracy", "pct"), ("test_loss", "f4"), ("train_loss", "f4")):
+        metrics = (("test_accuracy", "pct"), ("test_loss", "f4"), ("train_loss", "f4"))
+        task = next((s.get("task") for s in summaries.values() if s.get("task")), None)
+        if isinstance(task, dict):  # the project's own metrics, as its runs declared them
+            formats = task.get("formats") or {}
+            metrics = tuple((f"test_{m}", formats.get(m, "f4")) for m in task["metrics"])
+            metrics += (("train_loss", "f4"),)
+        for key, kind in metrics:
             row = {"metric": f"epoch {e + 1} {key.replace('_', ' ')}", "kind": kind}
             for fw, h in histories.items():
                 row[fw] = h[e].get(key) if e < len(h) and isinstance(h[e], dict) else None
