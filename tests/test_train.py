@@ -145,3 +145,36 @@ def test_jax_train_step_compiles_once():
     for step in range(3):
         state, _ = train.train_step(state, batch, step_rng(config.seed, step))
     assert train.train_step._cache_size() - before == 1
+
+
+def _truncate_newest_checkpoint(framework: str, checkpoints: Path) -> Path:
+    """Damage the newest checkpoint the way a full disk or a torn copy would; its path."""
+    if framework == "torch":
+        newest = max(checkpoints.glob("ckpt_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+        data = newest.read_bytes()
+        newest.write_bytes(data[: len(data) // 2])
+        return newest
+    newest = max((p for p in checkpoints.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    for chunk in (newest / "state").rglob("d/*"):
+        data = chunk.read_bytes()
+        chunk.write_bytes(data[: len(data) // 2])
+    return newest
+
+
+@pytest.mark.parametrize("framework", sorted(FRAMEWORKS))
+def test_resume_falls_back_past_an_unreadable_checkpoint(framework, tmp_path):
+    config = dataclasses.replace(PROJECT.config("smoke"), model="mlp", epochs=2)
+    train = PROJECT.module(framework)
+    reference = train.train_and_evaluate(config, tmp_path / "reference", progress=False)
+    train.train_and_evaluate(config, tmp_path / "r", progress=False)
+    bad = _truncate_newest_checkpoint(framework, tmp_path / "r" / "checkpoints")
+    with pytest.warns(RuntimeWarning, match=f"step {reference['steps']} is unreadable.*{bad.name}"):
+        resumed = train.train_and_evaluate(config, tmp_path / "r", resume=True, progress=False)
+    # The bad checkpoint is kept aside, not deleted, and epoch 2 ran again from epoch 1's
+    # (saving a fresh checkpoint under the old name).
+    assert bad.with_name(bad.name + ".unreadable").exists()
+    assert resumed["steps"] == reference["steps"]
+    tolerance = 0.0 if framework == "jax" else 1e-6
+    for key in ("train_loss", "test_loss", "test_accuracy"):
+        got, want = resumed["history"][-1][key], reference["history"][-1][key]
+        np.testing.assert_allclose(got, want, rtol=0, atol=tolerance, err_msg=key)
