@@ -151,3 +151,15 @@ register(
         parity_overrides={"dropout": False},
     )
 )
+
+
+register(
+    Project(
+        name="vae",
+        dataset="mnist",
+        description="pytorch/examples' VAE (784-400-20 MLPs) on binarised MNIST; negative ELBO",
+        inputs={"image": InputSpec((28, 28, 1), "float32", kind="binary")},
+        # The reparameterisation's N(0, I) draw; latents=20 in every variant.
+        noise={"noise": InputSpec((20,), "float32")},
+    )
+)
