@@ -34,6 +34,17 @@ def test_round_trip_is_exact(model):
         np.testing.assert_array_equal(back[key].numpy(), value.numpy(), err_msg=key)
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_module_and_state_dict_paths_agree(model):
+    torch_model, template = _states(model)
+    by_rule = torch_to_flax(torch_model, template)  # reads torch_model.flattened_inputs itself
+    by_name = torch_to_flax(torch_model.state_dict(), template, torch_model.flattened_inputs)
+    jax.tree.map(np.testing.assert_array_equal, by_rule, by_name)
+    back = flax_to_torch(by_rule, torch_model)
+    for key, value in torch_model.state_dict().items():
+        np.testing.assert_array_equal(back[key].numpy(), value.numpy(), err_msg=key)
+
+
 def test_conv_and_linear_layouts():
     torch_model, template = _states("cnn")
     flax_vars = torch_to_flax(torch_model.state_dict(), template, torch_model.flattened_inputs)
