@@ -51,9 +51,8 @@ def jax_variables(jax_state) -> dict[str, Any]:
 
 def torch_as_flax(torch_state, template: Mapping[str, Any]) -> dict[str, Any]:
     """The torch model's current weights in Flax's layout (shapes asserted against template)."""
-    model = torch_state.model
-    state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return torch_to_flax(state_dict, template, getattr(model, "flattened_inputs", {}))
+    # Per-layer rules dispatch on the module types (comparisons/weights.py: RULES).
+    return torch_to_flax(torch_state.model, template)
 
 
 def make_pair(project, config, steps_per_epoch: int = 10) -> Pair:
