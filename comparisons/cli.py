@@ -8,6 +8,7 @@ import os
 import sys
 
 from comparisons.registry import FRAMEWORKS
+from comparisons.runtime import MALLOCS, RUNTIMES
 from shared_data.configs.base import ConfigError, UnknownNameError
 from shared_data.errors import DataError
 
@@ -56,11 +57,25 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="roadmap", description=__doc__)
     parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=os.environ.get("ROADMAP_RUNTIME", "fast"),
+        help="fast (default, $ROADMAP_RUNTIME): glibc malloc tunables and the XLA:CPU flags "
+        "that pay; stock: neither, to measure the difference (comparisons/runtime.py)",
+    )
+    parser.add_argument(
         "--malloc",
-        choices=("system", "tcmalloc", "jemalloc"),
-        default=os.environ.get("ROADMAP_MALLOC", "system"),
-        help="memory allocator of the process (see comparisons/malloc.py); "
-        "default $ROADMAP_MALLOC or system",
+        choices=MALLOCS,
+        default=os.environ.get("ROADMAP_MALLOC") or None,
+        help="allocator, overriding the runtime's: tuned (glibc with tunables), system "
+        "(glibc as is), tcmalloc or jemalloc (preloaded; must be installed); $ROADMAP_MALLOC",
+    )
+    parser.add_argument(
+        "--xla-flags",
+        dest="xla_flags",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the fast XLA:CPU flags on or off, overriding the runtime's choice",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="projects, datasets and what is available here")
@@ -105,9 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     if from_console:  # never replace a host process (pytest, a notebook) calling main(argv)
-        from comparisons.malloc import reexec_with
+        from comparisons.runtime import ensure_runtime
 
-        reexec_with(args.malloc, argv)  # returns when the allocator already is the one asked
+        # Returns when the process already runs in the runtime asked for; else re-executes.
+        ensure_runtime(args.runtime, args.malloc, args.xla_flags, argv)
     try:
         return int(args.func(args) or 0)
     except (DataError, ConfigError, UnknownNameError) as err:

@@ -40,10 +40,12 @@ def pin_cpu_fp32() -> None:
 
 
 def run_versions() -> dict[str, str]:
-    """Versions, machine and allocator: the block every run and compare result records."""
-    from comparisons.malloc import active_allocator
+    """Versions, machine and runtime (allocator, XLA flags): what every result file records."""
+    from comparisons.runtime import runtime_record
 
     out = versions()
     out["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
-    out["allocator"] = active_allocator()  # tcmalloc doubles JAX:CPU training speed here
+    # Flat strings, so the report's versions table shows what was in force beside the versions:
+    # the allocator and one XLA flag move JAX's CPU training speed 2-4x (docs/BENCHMARKS.md).
+    out.update(runtime_record())
     return out

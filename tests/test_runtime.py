@@ -1,0 +1,155 @@
+"""The runtime `roadmap` runs in: environments composed, re-exec decided, what was recorded.
+
+No test re-executes anything: os.execve and the flag probe are replaced where they would run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from comparisons import runtime
+from comparisons.cli import build_parser
+from jaxpath.common import runtime as jrt
+
+TUNED = jrt.tunables_string()
+FLAG = jrt.XLA_FAST_FLAGS[0]
+known = lambda flag: True  # noqa: E731
+unknown = lambda flag: False  # noqa: E731
+
+
+@pytest.fixture
+def glibc(monkeypatch):
+    monkeypatch.setattr(runtime, "is_glibc", lambda: True)
+    monkeypatch.setattr(jrt, "is_glibc", lambda: True)
+
+
+def test_fast_sets_tunables_and_known_flags_keeping_the_users(glibc):
+    env = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1", "XLA_FLAGS": "--xla_dump_to=/tmp/d"}
+    out = runtime.target_environ(env, *runtime.resolve("fast", None, None), flag_ok=known)
+    assert out["GLIBC_TUNABLES"] == f"{TUNED}:glibc.malloc.hugetlb=1"
+    assert out["XLA_FLAGS"] == f"--xla_dump_to=/tmp/d {FLAG}"
+    assert jrt.allocator_in_force(out) == "glibc (tuned)"
+
+
+def test_a_flag_jaxlib_does_not_know_is_left_out(glibc):
+    out = runtime.target_environ({}, "tuned", True, flag_ok=unknown)
+    assert "XLA_FLAGS" not in out and out["GLIBC_TUNABLES"] == TUNED
+
+
+def test_stock_removes_only_what_fast_adds(glibc):
+    fast = {"GLIBC_TUNABLES": f"{TUNED}:glibc.malloc.hugetlb=1", "XLA_FLAGS": f"--a=1 {FLAG}"}
+    fast["LD_PRELOAD"] = "/x/libtcmalloc_minimal.so.4:/other.so"
+    out = runtime.target_environ(fast, *runtime.resolve("stock", None, None), flag_ok=known)
+    assert out == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1", "XLA_FLAGS": "--a=1",
+                   "LD_PRELOAD": "/other.so"}  # fmt: skip
+    assert runtime.target_environ({}, "system", False, flag_ok=known) == {}
+
+
+def test_explicit_options_override_the_runtime():
+    assert runtime.resolve("fast", "system", None) == ("system", True)
+    assert runtime.resolve("stock", None, True) == ("system", True)
+    assert runtime.resolve("fast", "tcmalloc", False) == ("tcmalloc", False)
+    args = build_parser().parse_args(["--runtime", "stock", "--xla-flags", "list"])
+    assert (args.runtime, args.malloc, args.xla_flags) == ("stock", None, True)
+
+
+def test_a_flag_the_user_set_is_theirs(glibc):
+    env = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=-individual_dot"}
+    assert (
+        runtime.target_environ(env, "tuned", True, flag_ok=known)["XLA_FLAGS"] == env["XLA_FLAGS"]
+    )
+
+
+def test_preloaded_allocator_replaces_the_tunables(glibc, monkeypatch, tmp_path):
+    library = tmp_path / "libjemalloc.so.2"
+    library.write_bytes(b"")
+    monkeypatch.setattr(runtime, "SEARCH_DIRS", (str(tmp_path),))
+    env = {"LD_PRELOAD": "/other.so", "GLIBC_TUNABLES": TUNED}
+    out = runtime.target_environ(env, "jemalloc", True, flag_ok=known)
+    assert out["LD_PRELOAD"] == f"{library}:/other.so" and "GLIBC_TUNABLES" not in out
+    assert jrt.allocator_in_force(out) == "jemalloc"
+
+
+def test_missing_library_names_the_package(monkeypatch):
+    monkeypatch.setattr(runtime, "SEARCH_DIRS", ("/nonexistent",))
+    with pytest.raises(SystemExit, match="apt-get install libjemalloc2"):
+        runtime.target_environ({}, "jemalloc", False)
+
+
+def test_reexec_once_then_never(glibc, monkeypatch):
+    monkeypatch.setattr(runtime, "xla_flag_supported", known)
+    for key in runtime.KEYS + (runtime.REEXEC_MARK,):
+        monkeypatch.delenv(key, raising=False)
+    calls = []
+    monkeypatch.setattr(runtime.os, "execve", lambda exe, args, env: calls.append((args, env)))
+    runtime.ensure_runtime("fast", None, None, ["compare", "mnist"])
+    ((args, env),) = calls
+    assert args[1:] == ["-m", "comparisons.cli", "compare", "mnist"]
+    assert env["GLIBC_TUNABLES"] == TUNED and env["XLA_FLAGS"] == FLAG
+    for key in runtime.KEYS + (runtime.REEXEC_MARK,):  # the child: already in the runtime
+        if key in env:
+            monkeypatch.setenv(key, env[key])
+    runtime.ensure_runtime("fast", None, None, ["compare", "mnist"])
+    monkeypatch.setenv("XLA_FLAGS", "")  # the environment did not take: no second re-exec
+    runtime.ensure_runtime("fast", None, None, ["compare", "mnist"])
+    assert len(calls) == 1
+
+
+def test_record_says_what_was_in_force(glibc, monkeypatch):
+    monkeypatch.setattr(runtime, "xla_flag_supported", lambda flag, probe=True: True)
+    fast = {"GLIBC_TUNABLES": TUNED, "XLA_FLAGS": FLAG}
+    for start, now, label in (({}, {}, "stock"), (fast, fast, "fast"), (fast, {}, "custom")):
+        monkeypatch.setattr(runtime, "startup_environ", lambda s=start: dict(s))
+        monkeypatch.setattr(runtime.os, "environ", dict(now))
+        record = runtime.runtime_record()
+        assert record["runtime"] == label, (start, now)
+        assert all(isinstance(v, str) for v in record.values())
+    assert record["allocator"] == "glibc (tuned)" and record["xla_fast_flags"] == f"{FLAG}: off"
+
+
+def test_flag_detection_scans_then_probes_then_caches(monkeypatch, tmp_path):
+    monkeypatch.setenv("ROADMAP_CACHE_DIR", str(tmp_path))
+    probes = []
+    monkeypatch.setattr(jrt, "probe_flag", lambda flag: probes.append(flag) or True)
+    assert jrt.xla_flag_supported(FLAG) is True  # jaxlib 0.10.2 knows the flag
+    assert jrt.xla_flag_supported(FLAG) is True and probes == [FLAG]  # cached
+    assert jrt.xla_flag_supported("--xla_no_such_flag_anywhere=1") is False
+    assert probes == [FLAG]  # the scan ruled it out: no subprocess
+
+
+def test_probe_rejects_an_unknown_flag():
+    assert jrt.probe_flag("--xla_no_such_flag_anywhere=1") is False
+
+
+def test_warning_once_and_silenceable(monkeypatch):
+    monkeypatch.setattr(jrt, "missing_settings", lambda: [f"GLIBC_TUNABLES={TUNED}"])
+    monkeypatch.setattr(jrt, "_warned", False)
+    monkeypatch.delenv(jrt.WARNING_ENV, raising=False)
+    with pytest.warns(jrt.SlowRuntimeWarning, match="roadmap"):
+        jrt.warn_if_slow()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jrt.warn_if_slow()  # once per process
+        monkeypatch.setattr(jrt, "_warned", False)
+        monkeypatch.setenv(jrt.WARNING_ENV, "0")
+        jrt.warn_if_slow()
+
+
+def test_missing_settings_reads_the_environment(glibc, monkeypatch):
+    monkeypatch.setattr(jrt, "xla_flag_supported", lambda flag, probe=False: True)
+    assert jrt.missing_settings({"GLIBC_TUNABLES": TUNED, "XLA_FLAGS": FLAG}) == []
+    assert jrt.missing_settings({"LD_PRELOAD": "/l/libtcmalloc.so", "XLA_FLAGS": FLAG}) == []
+    assert jrt.missing_settings({}) == [f"GLIBC_TUNABLES={TUNED}", f"XLA_FLAGS={FLAG}"]
+
+
+def test_a_process_started_under_the_tunables_records_them():
+    """glibc cuts GLIBC_TUNABLES at the first ':' in /proc/self/environ; the record is whole."""
+    code = "from comparisons.runtime import runtime_record as r; print(r()['glibc_tunables'])"
+    env = {**os.environ, "GLIBC_TUNABLES": TUNED}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.stdout.strip() == TUNED, done.stderr
