@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from comparisons.ir.graphs import (
     Section,
     hlo_fusions,
+    hlo_instructions,
     hlo_matmul_conv_flops,
     normalize_hlo,
     normalize_jaxpr,
@@ -233,6 +234,10 @@ class JaxDump:
         section = self.sections[what]
         section.write(f"{what}.opt.hlo.txt", text, normalize_hlo)
         section.data["fusions"] = hlo_fusions(text)
+        # Every instruction by op, fusion bodies included: where a formulation's lowering shows
+        # (nn.max_pool's backward leaves scatter and reduce-window here; reshape + max does not).
+        ops = Counter(inst["op"] for inst in hlo_instructions(text))
+        section.data["optimized_hlo_ops"] = dict(sorted(ops.items(), key=lambda kv: -kv[1]))
         costs = cost_summary(compiled)
         section.data.setdefault("flops", {})["cost_analysis"] = costs.get("flops")
         section.data["cost_analysis"] = costs

@@ -12,6 +12,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxpath.common.init import TorchConv, TorchDense
+from jaxpath.common.pooling import max_pool
+from jaxpath.common.runtime import warn_if_slow
 
 
 class MLP(nn.Module):
@@ -35,12 +37,13 @@ class CNN(nn.Module):
 
     num_classes: int = 10
     dropout: bool = True
+    pool: str = "reshape"  # max-pool formulation: reshape + max, or nn.max_pool (reduce_window)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         x = nn.relu(TorchConv(32, 1, 3, name="conv1")(x))  # 28 -> 26 (no padding)
         x = nn.relu(TorchConv(64, 32, 3, name="conv2")(x))  # 26 -> 24
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))  # 24 -> 12
+        x = max_pool(x, (2, 2), strides=(2, 2), formulation=self.pool)  # 24 -> 12
         x = nn.Dropout(0.25 if self.dropout else 0.0, deterministic=not train)(x)
         # PARITY: flattening NHWC gives (h, w, c) order, torch's NCHW gives (c, h, w);
         # comparisons/weights.py permutes fc1's rows when porting weights.
@@ -56,14 +59,15 @@ class FastCNN(nn.Module):
     num_classes: int = 10
     dropout: bool = False
     widths: Sequence[int] = (32, 64)
+    pool: str = "reshape"  # max-pool formulation, see CNN
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         c1, c2 = self.widths
         x = nn.relu(TorchConv(c1, 1, 3, padding=1, name="conv1")(x))  # 28x28
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))  # 14x14
+        x = max_pool(x, (2, 2), strides=(2, 2), formulation=self.pool)  # 14x14
         x = nn.relu(TorchConv(c2, c1, 3, padding=1, name="conv2")(x))  # 14x14
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))  # 7x7
+        x = max_pool(x, (2, 2), strides=(2, 2), formulation=self.pool)  # 7x7
         x = nn.Dropout(0.25 if self.dropout else 0.0, deterministic=not train)(x)
         x = x.reshape((x.shape[0], -1))  # PARITY: (h, w, c) flatten order, see CNN.
         x = nn.relu(TorchDense(128, 7 * 7 * c2, name="fc1")(x))
@@ -77,11 +81,15 @@ def create_model(config) -> nn.Module:
     """The model named by `config.model`, configured from `config`."""
     if config.model not in MODELS:
         raise ValueError(f"unknown model {config.model!r}; known: {', '.join(MODELS)}")
+    # Training starts here: one warning per process if JAX runs on the CPU without the
+    # allocator settings and XLA flags that `roadmap` sets (jaxpath/common/runtime.py).
+    warn_if_slow()
+    pool = getattr(config, "pool", "reshape")
     if config.model == "mlp":
         return MLP(hidden=tuple(config.hidden))
     if config.model == "fastcnn":
-        return FastCNN(dropout=config.dropout, widths=tuple(config.conv_widths))
-    return CNN(dropout=config.dropout)
+        return FastCNN(dropout=config.dropout, widths=tuple(config.conv_widths), pool=pool)
+    return CNN(dropout=config.dropout, pool=pool)
 
 
 def input_shape(batch_size: int) -> tuple[int, ...]:

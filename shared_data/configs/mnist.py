@@ -39,6 +39,9 @@ class MnistConfig(TrainConfig):
     dropout: bool = True  # the CNN's two dropout layers (0.25, 0.5)
     hidden: tuple[int, ...] = field((256, 128), widths())  # MLP hidden widths
     conv_widths: tuple[int, ...] = field((32, 64), widths())  # FastCNN's two conv widths
+    # JAX's 2x2 max-pool: reshape + max (fast on XLA:CPU) or nn.max_pool's reduce_window
+    # (stock; its gradient is select_and_scatter). Same values and gradients; torch ignores it.
+    pool: str = field("reshape", one_of("reshape", "reduce_window"))
 
 
 def get_task(config: MnistConfig) -> Task:

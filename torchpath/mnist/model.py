@@ -94,6 +94,8 @@ def create_model(config) -> nn.Module:
     """The model named by `config.model`, configured from `config`."""
     if config.model not in MODELS:
         raise ValueError(f"unknown model {config.model!r}; known: {', '.join(MODELS)}")
+    # PARITY: config.pool picks JAX's max-pool formulation (reshape + max or reduce_window);
+    # torch has one, F.max_pool2d, which computes the same values and gradients as both.
     if config.model == "mlp":
         return MLP(hidden=tuple(config.hidden))
     if config.model == "fastcnn":
