@@ -1,14 +1,18 @@
 """Machine baselines and measurement primitives shared by every bench.
 
-Baselines: this machine's fp32 matmul peak per framework, and the throughput of the shared
-numpy input pipeline. Primitives: timed calls that end in a device sync, percentile
-summaries, FLOP counters, fp32 pinning, and the versions/machine block of every bench.json.
+Baselines: this machine's fp32 matmul peak per framework, its theoretical FMA peak, and the
+throughput of the shared numpy input pipeline. Primitives: timed calls that end in a device
+sync, percentile summaries, FLOP counters, fp32 pinning, and the versions/machine block of
+every bench.json.
 
-`roadmap bench` reports achieved GFLOP/s as a fraction of what a plain n x n matmul reaches
-in the same run and the same framework, so "35% of peak" means the same thing on a laptop,
-a 2-core VM and a GPU. Timed regions always end with a device sync (`block_until_ready`
-for JAX, `torch.cuda.synchronize` on a GPU) so asynchronous dispatch is never measured as
-instant.
+"% of peak" divides by the best GFLOP/s that anything reached in the same run: the best
+matmul of any framework, raised to any step or op that did better (a Winograd convolution
+counted with direct-convolution FLOPs can beat a matmul). One framework's own matmul is not
+the machine's limit (torch's convolutions reached 162% of torch's matmul here), and with one
+reference for all rows no row can exceed 100%. The theoretical FMA peak (cores x clock x
+FLOPs per cycle from the CPU's vector features) is reported beside it where it can be read.
+Timed regions always end with a device sync (`block_until_ready` for JAX,
+`torch.cuda.synchronize` on a GPU) so asynchronous dispatch is never measured as instant.
 """
 
 from __future__ import annotations
@@ -133,8 +137,156 @@ def measure_peaks(
 
 
 def versions() -> dict[str, str]:
-    """Python and package versions, for reproducing a bench."""
-    return package_versions(VERSION_PACKAGES)
+    """Python and package versions, and the runtime in force, for reproducing a bench."""
+    from comparisons.runtime import runtime_record
+
+    return package_versions(VERSION_PACKAGES) | runtime_record()
+
+
+def _op_rates(row: dict[str, Any]) -> dict[str, float]:
+    """{"<mode>": GFLOP/s} of one op row, wide (bench_ops) or long (one row per mode)."""
+    if "gflops" in row:
+        return {str(row.get("mode", "?")): row["gflops"]}
+    return {k[: -len("_gflops")]: v for k, v in row.items() if k.endswith("_gflops")}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def peak_reference(result: dict[str, Any]) -> dict[str, Any]:
+    """The GFLOP/s every "% of peak" divides by: the best matmul, or anything that beat it."""
+    device = result.get("device", "cpu")
+    candidates = [
+        (value, f"{fw} {result.get('peak_n', 2048)}^3 matmul")
+        for fw, value in (result.get("peak_gflops") or {}).items()
+        if _number(value) and not (device == "cuda" and fw == "numpy")  # numpy stays on CPU
+    ]
+    best_matmul = max(candidates, default=(None, None), key=lambda c: c[0] or 0)
+    for row in result.get("results") or []:
+        if isinstance(row, dict) and _number(row.get("gflops")):
+            label = f"{row.get('mode')} {row.get('what')} step, batch {row.get('batch_size')}"
+            candidates.append((row["gflops"], label))
+    for row in result.get("ops") or []:
+        if isinstance(row, dict):
+            for mode, value in _op_rates(row).items():
+                if _number(value):
+                    candidates.append((value, f"{mode} {row.get('op')} op"))
+    if not candidates:
+        return {"gflops": None, "source": None, "best_matmul_gflops": None}
+    value, source = max(candidates, key=lambda c: c[0])
+    return {"gflops": value, "source": source, "best_matmul_gflops": best_matmul[0],
+            "best_matmul_source": best_matmul[1]}  # fmt: skip
+
+
+def apply_peak_reference(result: dict[str, Any]) -> dict[str, Any]:
+    """Set every row's and op's peak_fraction against `peak_reference`; at most 1 by design."""
+    reference = peak_reference(result)
+    result["peak_reference"] = reference
+    ref = reference["gflops"]
+    fraction = lambda g: min(g / ref, 1.0) if _number(g) and ref else None  # noqa: E731
+    for row in result.get("results") or []:
+        if isinstance(row, dict):
+            row["peak_fraction"] = fraction(row.get("gflops"))
+    for row in result.get("ops") or []:
+        if not isinstance(row, dict):
+            continue
+        if "gflops" in row:
+            row["peak_fraction"] = fraction(row["gflops"])
+        for mode, value in _op_rates(row).items():
+            if f"{mode}_gflops" in row:
+                row[f"{mode}_peak_fraction"] = fraction(value)
+    return result
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's block of /proc/cpuinfo ({} where unreadable)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            block = f.read().split("\n\n", 1)[0]
+    except OSError:
+        return {}
+    pairs = (line.split(":", 1) for line in block.splitlines() if ":" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def _clock_ghz(info: dict[str, str]) -> tuple[float | None, str]:
+    """The CPU clock in GHz and where it was read: sysfs max frequency, else /proc/cpuinfo."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq") as f:
+            return int(f.read().strip()) / 1e6, "sysfs cpuinfo_max_freq (highest boost clock)"
+    except (OSError, ValueError):
+        pass
+    try:
+        return float(info["cpu MHz"]) / 1e3, (
+            "/proc/cpuinfo cpu MHz (the current clock; under a hypervisor the nominal one, "
+            "and cores may boost above it)"
+        )
+    except (KeyError, ValueError):
+        return None, "unknown (no cpufreq in sysfs, no cpu MHz in /proc/cpuinfo)"
+
+
+def theoretical_peak(info: dict[str, str] | None = None, cores: int | None = None) -> dict:
+    """fp32 FMA peak of the cores this process may use: cores x GHz x FLOPs per cycle."""
+    info = _cpuinfo() if info is None else info
+    flags = set(info.get("flags", "").split())
+    amd_family = int(info.get("cpu family", "0") or 0) if "AMD" in info.get("vendor_id", "") else 0
+    if "avx512f" in flags:
+        # Zen 4 (family 25) runs 512-bit instructions on 256-bit units; Zen 5 (26) has 512.
+        isa, width = "AVX-512", 256 if amd_family == 25 else 512
+    elif {"avx2", "fma"} <= flags:
+        isa, width = "AVX2+FMA", 256
+    else:
+        isa, width = None, None
+    if cores is None:
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        siblings, physical = info.get("siblings"), info.get("cpu cores")
+        per_core = int(siblings) // int(physical) if siblings and physical else 1
+        cores = max(1, usable // max(per_core, 1)) if usable else None
+    ghz, clock_source = _clock_ghz(info)
+    # Two FMA units per core (every x86 core since Haswell and Zen 2; some Xeons have one
+    # 512-bit unit, so this is an upper bound there), 2 FLOPs per lane per FMA.
+    per_cycle = 2 * 2 * width // 32 if width else None
+    known = per_cycle and ghz and cores
+    return {
+        "gflops": cores * ghz * per_cycle if known else None,
+        "isa": isa or "unknown (no AVX2+FMA or AVX-512 in /proc/cpuinfo)",
+        "flops_per_cycle_per_core": per_cycle,
+        "vector_bits": width,
+        "cores": cores,
+        "clock_ghz": ghz,
+        "clock_source": clock_source,
+        "assumes": "2 FMA units per core, fp32",
+    }
+
+
+def peak_markdown(result: dict[str, Any]) -> str:
+    """The peak paragraph of bench.md: matmuls, the % of peak reference, the FMA peak."""
+    peaks, ref = result.get("peak_gflops") or {}, result.get("peak_reference") or {}
+    theory = result.get("theoretical_peak") or {}
+    text = "Matmul peak (fp32, GFLOP/s): " + ", ".join(f"{k} {v:.1f}" for k, v in peaks.items())
+    if ref.get("gflops"):
+        text += (
+            f". % peak divides by the best GFLOP/s reached in this run, {ref['gflops']:.1f} "
+            f"({ref['source']}), the same number for every row"
+        )
+        if ref.get("best_matmul_gflops") and ref["gflops"] > ref["best_matmul_gflops"]:
+            text += f"; it beat the best matmul ({ref['best_matmul_gflops']:.1f})"
+    if theory.get("gflops"):
+        text += (
+            f". Theoretical fp32 FMA peak: {theory['gflops']:.0f} GFLOP/s = {theory['cores']} "
+            f"cores x {theory['clock_ghz']:.2f} GHz x {theory['flops_per_cycle_per_core']} "
+            f"FLOPs/cycle ({theory['isa']}, assuming {theory['assumes']}; clock from "
+            f"{theory['clock_source']})"
+        )
+        best = ref.get("gflops") or 0
+        if best > theory["gflops"]:
+            text += "; the run beat it, so the cores ran above that clock"
+    else:
+        text += (
+            f". Theoretical FMA peak: unknown ({theory.get('isa')}; {theory.get('clock_source')})"
+        )
+    return text + "."
 
 
 def _cpu_model() -> str | None:
@@ -160,7 +312,13 @@ def machine() -> dict[str, Any]:
         # OpenMP threads that spin (the default) lose whole time slices on a busy machine.
         "env": {
             k: os.environ.get(k)
-            for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "XLA_FLAGS", "LD_PRELOAD")
+            for k in (
+                "OMP_WAIT_POLICY",
+                "OMP_NUM_THREADS",
+                "XLA_FLAGS",
+                "LD_PRELOAD",
+                "GLIBC_TUNABLES",
+            )  # fmt: skip
         },
     }
 

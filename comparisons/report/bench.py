@@ -1,9 +1,16 @@
-"""`roadmap report`'s bench section: matmul peak, throughput and op microbenchmarks."""
+"""`roadmap report`'s bench section: runtime, peaks, throughput and op microbenchmarks.
+
+"% of peak" is recomputed here from the GFLOP/s in bench.json (comparisons/bench/peak.py:
+apply_peak_reference), so a file written before the single reference existed, with each
+framework's own matmul as its peak, still never shows more than 100%.
+"""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+from comparisons.bench.peak import apply_peak_reference, peak_markdown
 from comparisons.report import plots
 from comparisons.report.html import (
     Html,
@@ -25,6 +32,8 @@ BENCH_COLUMNS |= {"examples_per_s": "rate", "flops_per_step": "sci", "gflops": "
 BENCH_COLUMNS |= {"peak_fraction": "pct"}
 _BENCH_KNOWN = {"project", "device", "versions", "peak_gflops", "results", "ratios", "ops"}
 _BENCH_KNOWN |= {"errors", "date", "steps", "warmup", "machine", "config"}
+_BENCH_KNOWN |= {"peak_reference", "theoretical_peak", "peak_n"}
+RUNTIME_KEYS = ("runtime", "allocator", "glibc_tunables", "ld_preload", "xla_flags")
 
 
 def bench_section(page, name: str, bdir) -> Html:
@@ -33,6 +42,7 @@ def bench_section(page, name: str, bdir) -> Html:
     data, missing = page.load_dict(path, f"bench.json missing: run `roadmap bench {name}`")
     if data is None:
         return missing
+    data = apply_peak_reference(copy.deepcopy(data))  # one reference: never above 100%
     facts = {"date": "", "device": "device ", "steps": "timed steps ", "warmup": "warm-up steps "}
     parts = [meta(page, "bench", data, [page.link(path)], facts, ("machine", "config"))]
     ops = [r for r in data.get("ops") or [] if isinstance(r, dict)]
@@ -41,10 +51,16 @@ def bench_section(page, name: str, bdir) -> Html:
     for key, err in error_items(data.get("errors")):
         if str(err) not in op_errors:
             parts.append(page.note(f"bench error: {key}: {err}", error=True))
+    recorded = data.get("versions") if isinstance(data.get("versions"), dict) else {}
+    runtime = {k: recorded[k] for k in RUNTIME_KEYS if k in recorded}
+    if runtime:  # what was in force: the allocator and XLA flags move JAX:CPU 2-4x
+        parts.append("<h4>runtime in force</h4>")
+        parts.append(table(list(runtime), [[esc(v) for v in runtime.values()]]))
     peak = data.get("peak_gflops")
     if isinstance(peak, dict) and peak:
         parts.append("<h4>matmul peak (GFLOP/s, fp32)</h4>")
         parts.append(table(list(peak), [[num(v, "f1") for v in peak.values()]]))
+        parts.append(f'<p class="muted">{esc(peak_markdown(data))}</p>')
     results = [r for r in data.get("results") or [] if isinstance(r, dict)]
     if results:
         results.sort(key=_result_order)
