@@ -17,6 +17,7 @@ from comparisons.ir.graphs import (
     split_kernel_name,
 )
 from comparisons.ir.opmap import aten_category, jax_category
+from comparisons.ir.pictures import RENDERER_ENV, draw_graph
 from comparisons.registry import get_project
 from shared_data.configs.base import override
 
@@ -104,16 +105,41 @@ def test_normalised_text_is_stable(dumps, tmp_path):
         assert not re.search(r"%\d+\b|loc\(|metadata=\{", text), name
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` not installed")
 def test_svgs_are_valid(dumps):
+    """No skip: graphviz-pure, a dependency, renders on a plain pip install."""
     root, summary = dumps["cnn"]
     svgs = [f for f in summary["files"] if f.endswith(".svg")]
     stems = {f"{fw}/train_step.{p}.svg" for fw in ("jax", "torch") for p in ("forward", "backward")}
-    assert stems <= set(svgs)
+    assert stems <= set(svgs), summary["frameworks"]["jax"]["train_step"]["notes"]
     for name in svgs:
         tree = ET.parse(root / name)
         assert tree.getroot().tag.endswith("svg")
         assert len(tree.getroot().findall(".//{http://www.w3.org/2000/svg}g")) > 5
+    assert summary["frameworks"]["jax"]["train_step"]["picture_renderer"] in RENDERERS
+
+
+RENDERERS = ("graphviz-pure", "dot")
+
+
+@pytest.mark.parametrize("renderer", RENDERERS)
+def test_each_renderer_draws_a_graph(renderer, tmp_path, monkeypatch):
+    if renderer == "dot" and shutil.which("dot") is None:
+        pytest.skip("system Graphviz not installed (optional: graphviz-pure is the default)")
+    monkeypatch.setenv(RENDERER_ENV, renderer)
+    nodes = [{"id": "x", "label": "x\nf32[8,28,28,1]", "kind": "input"}]
+    nodes += [{"id": "c", "label": "conv", "kind": "op", "category": "matmul/conv"}]
+    nodes += [{"id": "o", "label": "outputs", "kind": "output"}]
+    drawn = draw_graph(nodes, [("x", "c"), ("c", "o")], tmp_path / "g", "tiny")
+    assert drawn["error"] is None and drawn["renderer"] == renderer
+    svg = ET.parse(tmp_path / "g.svg").getroot()
+    titles = {t.text for t in svg.iter("{http://www.w3.org/2000/svg}title")}
+    assert {"x", "c", "o", "x->c", "c->o"} <= titles
+
+
+def test_no_renderer_writes_the_source_and_says_why(tmp_path, monkeypatch):
+    monkeypatch.setenv(RENDERER_ENV, "no-such-graphviz")
+    drawn = draw_graph([{"id": "a", "label": "a", "kind": "op"}], [], tmp_path / "g", "t")
+    assert drawn["files"] == ["g.dot"] and "pip install graphviz-pure" in drawn["error"]
 
 
 def test_ir_json_and_md(dumps):

@@ -2,17 +2,17 @@
 
 Nothing here imports jax or torch: the functions take IR text (StableHLO, HLO, jaxpr, FX code,
 TorchScript, Inductor output code) or plain node/edge lists, so the same code serves both sides.
+The pictures are drawn by comparisons/ir/pictures.py.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
-from comparisons.ir.opmap import CATEGORIES
+from comparisons.ir.pictures import draw_graph
 
 
 def failure(err: BaseException) -> str:
@@ -45,6 +45,8 @@ class Section:
         """Draw a graph to `framework/stem`.svg (and .dot); notes go in the section."""
         drawn = draw_graph(nodes, edges, self.root / self.framework / stem, title)
         self.data["files"] += [f"{self.framework}/{f}" for f in drawn["files"]]
+        if drawn["renderer"]:
+            self.data["picture_renderer"] = drawn["renderer"]
         for text in (drawn["note"], drawn["error"]):
             if text:
                 self.data["notes"].append(f"{stem}: {text}")
@@ -328,63 +330,3 @@ def parse_inductor_code(code: str, vocabulary: set[str]) -> dict[str, Any]:
             calls.append({"call": m.group(1), "aten_ops": origin or []})
             origin = None
     return {"aot_id": aot.group(1) if aot else None, "kernels": kernels, "extern_calls": calls}
-
-
-# ------------------------------------------------------------------------------- Graphviz
-
-_PALETTE = ("#f4a582", "#92c5de", "#b8e186", "#e0e0e0", "#d7b5d8", "#fee090")
-COLORS = dict(zip(CATEGORIES, _PALETTE, strict=True))
-
-
-def draw_graph(
-    nodes: list[dict[str, Any]],
-    edges: list[tuple[str, str]],
-    stem: Path,
-    title: str,
-    max_nodes: int = 120,
-) -> dict[str, Any]:
-    """Draw a dataflow graph to `stem`.dot and `stem`.svg; caps op nodes at `max_nodes`.
-
-    `nodes`: dicts with id, label, kind ("input", "output" or "op") and category (for ops),
-    in topological order. Returns the files written and a note (cap applied, dot missing).
-    """
-    import graphviz
-
-    ops = [n for n in nodes if n["kind"] == "op"]
-    kept_ops = {n["id"] for n in ops[:max_nodes]}
-    used = {a for a, b in edges if b in kept_ops} | {b for a, b in edges if a in kept_ops}
-    note = ""
-    if len(ops) > max_nodes:
-        note = f"{len(ops) - max_nodes} of {len(ops)} ops not drawn (cap {max_nodes}); see the text"
-    graph = graphviz.Digraph(name=stem.name, graph_attr={"rankdir": "TB", "fontsize": "12"})
-    graph.attr(label=f"{title}{chr(10) + note if note else ''}", labelloc="t")
-    graph.attr("node", fontname="Helvetica", fontsize="9", style="filled")
-    kept = set()
-    for n in nodes:
-        if n["kind"] == "op" and n["id"] not in kept_ops:
-            continue
-        if n["kind"] != "op" and n["id"] not in used:
-            continue
-        kept.add(n["id"])
-        if n["kind"] == "op":
-            color = COLORS.get(n.get("category", ""), "#ffffff")
-            graph.node(n["id"], n["label"], shape="box", fillcolor=color)
-        else:
-            graph.node(n["id"], n["label"], shape="ellipse", fillcolor="#ffffff")
-    for a, b in dict.fromkeys(edges):
-        if a in kept and b in kept:
-            graph.edge(a, b)
-    if note:
-        graph.node("_more", f"... {note}", shape="note", fillcolor="#ffffcc")
-    with graph.subgraph(name="cluster_legend") as legend:
-        legend.attr(label="categories", fontsize="9")
-        for cat in CATEGORIES:
-            legend.node(f"_legend_{cat}", cat, shape="box", fillcolor=COLORS[cat])
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    dot_path, svg_path = stem.parent / f"{stem.name}.dot", stem.parent / f"{stem.name}.svg"
-    dot_path.write_text(graph.source, encoding="utf-8")
-    files = [dot_path.name]
-    if shutil.which("dot") is None:
-        return {"files": files, "note": note, "error": "graphviz `dot` not found: wrote .dot only"}
-    svg_path.write_bytes(graph.pipe(format="svg"))
-    return {"files": [*files, svg_path.name], "note": note, "error": None}
