@@ -23,6 +23,7 @@ import sys
 from jaxpath.common.runtime import (
     ALLOCATOR_LIBRARIES,
     GLIBC_TUNABLES,
+    WARNING_ENV,
     XLA_FAST_FLAGS,
     allocator_in_force,
     flag_name,
@@ -116,6 +117,9 @@ KEYS = ("GLIBC_TUNABLES", "LD_PRELOAD", "XLA_FLAGS")
 def ensure_runtime(runtime: str, malloc: str | None, xla_flags: bool | None, argv) -> None:
     """Re-execute `roadmap argv` under the runtime asked for, unless already in it."""
     allocator, flags_on = resolve(runtime, malloc, xla_flags)
+    # jaxpath's SlowRuntimeWarning is for code that bypasses this command; here the runtime is
+    # chosen on purpose (--runtime stock included) and recorded in every result file.
+    os.environ.setdefault(WARNING_ENV, "0")
     current = dict(os.environ)
     target = target_environ(current, allocator, flags_on)
     if all(current.get(k) == target.get(k) for k in KEYS):

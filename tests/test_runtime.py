@@ -83,14 +83,16 @@ def test_missing_library_names_the_package(monkeypatch):
 
 def test_reexec_once_then_never(glibc, monkeypatch):
     monkeypatch.setattr(runtime, "xla_flag_supported", known)
-    for key in runtime.KEYS + (runtime.REEXEC_MARK,):
-        monkeypatch.delenv(key, raising=False)
+    for key in runtime.KEYS + (runtime.REEXEC_MARK, jrt.WARNING_ENV):
+        monkeypatch.setenv(key, "")  # recorded, so teardown restores what ensure_runtime sets
+        monkeypatch.delenv(key)
     calls = []
     monkeypatch.setattr(runtime.os, "execve", lambda exe, args, env: calls.append((args, env)))
     runtime.ensure_runtime("fast", None, None, ["compare", "mnist"])
     ((args, env),) = calls
     assert args[1:] == ["-m", "comparisons.cli", "compare", "mnist"]
     assert env["GLIBC_TUNABLES"] == TUNED and env["XLA_FLAGS"] == FLAG
+    assert env[jrt.WARNING_ENV] == "0"  # the command chose its runtime: no advice to print
     for key in runtime.KEYS + (runtime.REEXEC_MARK,):  # the child: already in the runtime
         if key in env:
             monkeypatch.setenv(key, env[key])
