@@ -163,3 +163,18 @@ register(
         noise={"noise": InputSpec((20,), "float32")},
     )
 )
+
+
+register(
+    Project(
+        name="regression",
+        dataset="diabetes, breast_cancer, digits (scikit-learn, embedded) or synthetic",
+        description="linear, logistic and softmax regression (one Dense layer, SGD) against a "
+        "hand-derived NumPy oracle",
+        # Features and target depend on the model and dataset the config names.
+        inputs=lambda config: {
+            key: InputSpec(**spec)
+            for key, spec in get_project("regression").config_module().batch_fields(config).items()
+        },
+    )
+)

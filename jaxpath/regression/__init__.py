@@ -1,0 +1,1 @@
+"""Regression (stage A) in JAX/Flax/Optax: linear, logistic and softmax regression."""

@@ -1,0 +1,1 @@
+"""Regression (stage A) in PyTorch: linear, logistic and softmax regression."""
