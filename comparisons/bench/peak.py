@@ -264,7 +264,8 @@ def peak_markdown(result: dict[str, Any]) -> str:
     """The peak paragraph of bench.md: matmuls, the % of peak reference, the FMA peak."""
     peaks, ref = result.get("peak_gflops") or {}, result.get("peak_reference") or {}
     theory = result.get("theoretical_peak") or {}
-    text = "Matmul peak (fp32, GFLOP/s): " + ", ".join(f"{k} {v:.1f}" for k, v in peaks.items())
+    matmuls = ", ".join(f"{k} {v:.1f}" for k, v in peaks.items() if _number(v))
+    text = f"Matmul peak (fp32, GFLOP/s): {matmuls or 'none measured'}"
     if ref.get("gflops"):
         text += (
             f". % peak divides by the best GFLOP/s reached in this run, {ref['gflops']:.1f} "
@@ -272,7 +273,7 @@ def peak_markdown(result: dict[str, Any]) -> str:
         )
         if ref.get("best_matmul_gflops") and ref["gflops"] > ref["best_matmul_gflops"]:
             text += f"; it beat the best matmul ({ref['best_matmul_gflops']:.1f})"
-    if theory.get("gflops"):
+    if _number(theory.get("gflops")):
         text += (
             f". Theoretical fp32 FMA peak: {theory['gflops']:.0f} GFLOP/s = {theory['cores']} "
             f"cores x {theory['clock_ghz']:.2f} GHz x {theory['flops_per_cycle_per_core']} "
@@ -282,10 +283,9 @@ def peak_markdown(result: dict[str, Any]) -> str:
         best = ref.get("gflops") or 0
         if best > theory["gflops"]:
             text += "; the run beat it, so the cores ran above that clock"
-    else:
-        text += (
-            f". Theoretical FMA peak: unknown ({theory.get('isa')}; {theory.get('clock_source')})"
-        )
+    elif theory:  # files written before the theoretical peak was recorded have none
+        why = f"{theory.get('isa')}; clock {theory.get('clock_source')}"
+        text += f". Theoretical FMA peak: unknown ({why})"
     return text + "."
 
 
