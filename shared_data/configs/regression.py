@@ -12,7 +12,7 @@ Variants (`get_config(variant)`), measured 2026-11-29 on 2 shared CPU cores (doc
   ``roadmap compare regression --model logistic`` (breast cancer): 99.12% test accuracy;
   ``roadmap compare regression --model softmax`` (digits): 95.82% test accuracy.
   Each command takes about 8 s in all (imports, Orbax checkpoints of every epoch); training
-  with evaluation 0.3-0.6 s (torch) and 1.5-1.9 s (JAX). The parameters end within a
+  with evaluation 0.3-0.7 s (torch) and 1.5-2.5 s (JAX). The parameters end within a
   relative distance 6e-3 / 8e-3 / 3e-2 of the exact optimum
   (``python -m shared_data.byhand.regression --model linear|logistic|softmax``, 1-4 s).
 * ``smoke`` -- two epochs on 128 synthetic examples, for tests.
