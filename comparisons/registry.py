@@ -168,9 +168,9 @@ register(
 register(
     Project(
         name="regression",
-        dataset="diabetes, breast_cancer, digits (scikit-learn, embedded) or synthetic",
-        description="linear, logistic and softmax regression (one Dense layer, SGD) against a "
-        "hand-derived NumPy oracle",
+        dataset="tabular",
+        description="linear, logistic and softmax regression (one Dense layer, SGD) on "
+        "scikit-learn's diabetes, breast cancer and digits, checked against a NumPy oracle",
         # Features and target depend on the model and dataset the config names.
         inputs=lambda config: {
             key: InputSpec(**spec)
