@@ -122,9 +122,10 @@ def ensure_runtime(runtime: str, malloc: str | None, xla_flags: bool | None, arg
     os.environ.setdefault(WARNING_ENV, "0")
     current = dict(os.environ)
     target = target_environ(current, allocator, flags_on)
+    reexecuted = os.environ.pop(REEXEC_MARK, None)  # not inherited by this run's children
     if all(current.get(k) == target.get(k) for k in KEYS):
         return
-    if current.get(REEXEC_MARK):  # the environment did not take: run as we are, say so
+    if reexecuted:  # the environment did not take: run as we are, say so
         print("roadmap: could not set the runtime environment; running as is", file=sys.stderr)
         return
     target[REEXEC_MARK] = "1"

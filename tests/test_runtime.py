@@ -97,7 +97,9 @@ def test_reexec_once_then_never(glibc, monkeypatch):
         if key in env:
             monkeypatch.setenv(key, env[key])
     runtime.ensure_runtime("fast", None, None, ["compare", "mnist"])
-    monkeypatch.setenv("XLA_FLAGS", "")  # the environment did not take: no second re-exec
+    assert runtime.REEXEC_MARK not in os.environ  # the child's own children start afresh
+    monkeypatch.setenv(runtime.REEXEC_MARK, "1")  # a child whose environment did not take:
+    monkeypatch.setenv("XLA_FLAGS", "")  # no second re-exec
     runtime.ensure_runtime("fast", None, None, ["compare", "mnist"])
     assert len(calls) == 1
 
