@@ -44,21 +44,28 @@ def comparison_rows(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]
     """Side-by-side rows {metric, kind, <framework>: value} from the runs' summaries.
 
     Which metrics, and how to print them, come from the project's Task (recorded in every
-    summary): the headline first, then the other test metrics, then the training loss.
+    summary): the headline after every epoch, then every test metric and the training loss
+    of the last epoch, then speed and size.
     """
     rows = []
     task = next(iter(summaries.values()))["task"]
     headline = task["headline"].removeprefix("test_")
-    metrics = [headline] + [m for m in task["metrics"] if m != headline]
-    keys = [(f"test_{m}", f"test {m}", task["formats"][m]) for m in metrics]
-    keys.append(("train_loss", "train loss", "f4"))
+    formats = task["formats"]
     epochs = max(len(s["history"]) for s in summaries.values())
+
+    def row(label: str, key: str, kind: str, epoch: int) -> dict[str, Any]:
+        out = {"metric": label, "kind": kind}
+        for fw, s in summaries.items():
+            history = s["history"]
+            out[fw] = history[epoch].get(key) if epoch < len(history) else None
+        return out
+
     for e in range(epochs):
-        for key, label, kind in keys:
-            row = {"metric": f"epoch {e + 1} {label}", "kind": kind}
-            for fw, s in summaries.items():
-                row[fw] = s["history"][e].get(key) if e < len(s["history"]) else None
-            rows.append(row)
+        rows.append(row(f"epoch {e + 1} test {headline}", f"test_{headline}", formats[headline], e))
+    last = epochs - 1
+    for metric in (m for m in task["metrics"] if m != headline):
+        rows.append(row(f"epoch {epochs} test {metric}", f"test_{metric}", formats[metric], last))
+    rows.append(row(f"epoch {epochs} train loss", "train_loss", "f4", last))
     for key, label, kind in (
         ("train_examples_per_s", "train examples/s (compile excluded)", "rate"),
         ("first_step_s", "first step s (jit compiles here)", "f2"),

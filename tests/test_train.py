@@ -57,6 +57,10 @@ def _kill_mid_epoch_two(framework: str, workdir: Path, steps_per_epoch: int) -> 
         sys.executable,
         "-m",
         "comparisons.cli",
+        # The same XLA flags and allocator as this test process, which runs the reference and
+        # the resumed half: other flags pick other conv kernels, whose rounding differs.
+        "--runtime",
+        "stock",
         "run",
         "mnist",
         "--framework",
