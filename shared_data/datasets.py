@@ -13,6 +13,7 @@ from .digits import DIGITS_SOURCE, load_digits_as_mnist
 from .errors import DataError
 from .mnist import _not_found_message, load_mnist_with_source, mnist_dir
 from .synthetic import SYNTHETIC_SOURCE, synthetic_mnist
+from .tabular import SOURCES as TABULAR_SOURCES
 from .tfds_source import PREFIX, load_tfds
 
 DATASETS = ("mnist", "digits", "synthetic")
@@ -109,6 +110,11 @@ def describe_sources(data_dir: str | Path | None = None) -> list[dict]:
             "where": digits_where,
         },
         {"name": "synthetic", "available": True, "where": "generated on the fly (no files)"},
+        *(
+            {"name": name, "available": has_sklearn, "where": where}
+            for name, where in TABULAR_SOURCES.items()
+            if name != "digits"  # the digits row above covers both uses
+        ),
         {
             "name": f"{PREFIX}<name>",
             "available": importlib.util.find_spec("tensorflow_datasets") is not None,

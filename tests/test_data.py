@@ -571,7 +571,7 @@ def test_load_image_dataset_mnist_and_unknown(fake_dir):
 def test_describe_sources(fake_dir, tmp_path):
     root, _ = fake_dir
     rows = {row["name"]: row for row in describe_sources(root)}
-    assert list(rows) == [*DATASETS, "tfds:<name>"]
+    assert list(rows) == [*DATASETS, "diabetes", "breast_cancer", "tfds:<name>"]
     assert rows["mnist"] == {"name": "mnist", "available": True, "where": str(root / "mnist")}
     assert rows["synthetic"]["available"]
     missing = {row["name"]: row for row in describe_sources(tmp_path / "nowhere")}
