@@ -60,7 +60,10 @@ class Project:
     parity_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Batch fields that stand in for a step's own sampling (the VAE's "noise"): the parity
     # harness feeds the same values to both frameworks; training draws them from named RNGs.
-    noise: dict[str, InputSpec] = dataclasses.field(default_factory=dict)
+    # A function of the config where the shapes depend on it (like `inputs`).
+    noise: dict[str, InputSpec] | Callable[[Any], dict[str, InputSpec]] = dataclasses.field(
+        default_factory=dict
+    )
 
     def config_module(self) -> ModuleType:
         """`shared_data.configs.<name>`: MODELS, variants(), get_config(), get_task()."""
@@ -97,11 +100,13 @@ class Project:
             )
         return importlib.import_module(f"{FRAMEWORKS[framework]}.{self.name}.{part}")
 
-    def input_specs(self, config: Any = None) -> dict[str, InputSpec]:
-        """The batch fields under `config` (default: the default variant's)."""
-        if callable(self.inputs):
-            return self.inputs(config if config is not None else self.config())
-        return self.inputs
+    def input_specs(self, config: Any = None, noise: bool = False) -> dict[str, InputSpec]:
+        """The batch fields under `config` (default: the default variant's), noise optional."""
+        config = config if config is not None else self.config()
+        specs = dict(self.inputs(config) if callable(self.inputs) else self.inputs)
+        if noise:
+            specs.update(self.noise(config) if callable(self.noise) else self.noise)
+        return specs
 
     def example_batch(
         self, batch_size: int, seed: int = 0, noise: bool = False, config: Any = None
@@ -112,7 +117,7 @@ class Project:
         `config` picks the shapes where they depend on it.
         """
         rng = np.random.default_rng(seed)
-        fields = {**self.input_specs(config), **(self.noise if noise else {})}
+        fields = self.input_specs(config, noise=noise)
         return {key: spec.sample(rng, batch_size) for key, spec in fields.items()}
 
 
@@ -159,8 +164,8 @@ register(
         dataset="mnist",
         description="pytorch/examples' VAE (784-400-20 MLPs) on binarised MNIST; negative ELBO",
         inputs={"image": InputSpec((28, 28, 1), "float32", kind="binary")},
-        # The reparameterisation's N(0, I) draw; latents=20 in every variant.
-        noise={"noise": InputSpec((20,), "float32")},
+        # The reparameterisation's N(0, I) draw, one number per latent.
+        noise=lambda config: {"noise": InputSpec((config.latents,), "float32")},
     )
 )
 
