@@ -69,6 +69,12 @@ def _length(arrays: dict) -> int:
     return len(next(iter(arrays.values())))
 
 
+def train_steps_per_epoch(config, dataset) -> int:
+    """Optimizer steps in one epoch of `dataset.train` (validation held out, remainder dropped)."""
+    n_train = max(_length(dataset.train) - config.val_size, 0)
+    return num_batches(n_train, config.batch_size, "drop")
+
+
 def evaluate(
     fw: Framework,
     task: Task,

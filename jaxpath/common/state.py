@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 from flax.training import train_state
+
+from jaxpath.common.optim import make_optimizer
 
 
 class TrainState(train_state.TrainState):
@@ -13,8 +18,43 @@ class TrainState(train_state.TrainState):
     batch_stats: Any = None
 
 
+def new_train_state(
+    model,
+    config,
+    steps_per_epoch: int,
+    init_weights: Any,
+    init_args: Sequence[Any],
+    *,
+    state_class: type[TrainState] = TrainState,
+    init_kwargs: dict[str, Any] | None = None,
+    **fields: Any,
+) -> TrainState:
+    """`model`'s parameters (from `config.seed`, or `init_weights`) and optimizer in one state.
+
+    `init_args` are the dummy inputs of `model.init`; `fields` set a state subclass's own
+    fields. Ported weights must have exactly the shapes Flax creates.
+    """
+    variables = model.init(jax.random.key(config.seed), *init_args, **(init_kwargs or {}))
+    params = variables["params"]
+    if init_weights is not None:
+        jax.tree.map(_check_shape, params, init_weights["params"])
+        params = jax.tree.map(jnp.asarray, init_weights["params"])
+    state = state_class.create(
+        apply_fn=model.apply,
+        params=params,
+        tx=make_optimizer(config, steps_per_epoch),
+        **fields,
+    )
+    # A Python-int step would become an int32 array after the first update and make jit
+    # compile train_step a second time; start with the array type it will keep.
+    return state.replace(step=jnp.zeros((), jnp.int32))
+
+
+def _check_shape(expected, given) -> None:
+    if expected.shape != given.shape:
+        raise ValueError(f"init_weights shape {given.shape} != model's {expected.shape}")
+
+
 def num_params(params) -> int:
     """Number of scalars in a parameter pytree."""
-    import jax
-
     return int(sum(x.size for x in jax.tree.leaves(params)))

@@ -13,33 +13,18 @@ import jax.numpy as jnp
 
 from jaxpath.common.loop import fit, to_device
 from jaxpath.common.metrics import classification_sums, cross_entropy
-from jaxpath.common.optim import make_optimizer
-from jaxpath.common.state import TrainState
+from jaxpath.common.state import TrainState, new_train_state
 from jaxpath.mnist.model import create_model, dummy_input
-from shared_data.batches import num_batches
 from shared_data.configs.mnist import get_task
 from shared_data.datasets import load_for_config
+from shared_data.training import train_steps_per_epoch
 
 
 def create_state(config, steps_per_epoch: int, init_weights: Any = None) -> TrainState:
     """Model, parameters (from `config.seed` or `init_weights`) and optimizer in one state."""
-    model = create_model(config)
-    params = model.init(jax.random.key(config.seed), dummy_input())["params"]
-    if init_weights is not None:
-        # Ported weights must have exactly the shapes Flax would create.
-        jax.tree.map(lambda a, b: _check_shape(a, b), params, init_weights["params"])
-        params = jax.tree.map(jnp.asarray, init_weights["params"])
-    state = TrainState.create(
-        apply_fn=model.apply, params=params, tx=make_optimizer(config, steps_per_epoch)
+    return new_train_state(
+        create_model(config), config, steps_per_epoch, init_weights, (dummy_input(),)
     )
-    # A Python-int step would become an int32 array after the first update and make jit
-    # compile train_step a second time; start with the array type it will keep.
-    return state.replace(step=jnp.zeros((), jnp.int32))
-
-
-def _check_shape(expected, given) -> None:
-    if expected.shape != given.shape:
-        raise ValueError(f"init_weights shape {given.shape} != model's {expected.shape}")
 
 
 def loss_fn(params, state: TrainState, batch, rng):
@@ -78,8 +63,7 @@ def train_and_evaluate(
 ) -> dict[str, Any]:
     """Train and evaluate per `config`, writing logs and checkpoints under `workdir`."""
     dataset = load_for_config(config)
-    n_train = len(dataset.train["label"]) - config.val_size
-    state = create_state(config, num_batches(n_train, config.batch_size, "drop"), init_weights)
+    state = create_state(config, train_steps_per_epoch(config, dataset), init_weights)
     return fit(
         get_task(config),
         config,

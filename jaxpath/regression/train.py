@@ -16,12 +16,11 @@ from flax import struct
 
 from jaxpath.common.loop import fit, to_device
 from jaxpath.common.metrics import classification_sums, cross_entropy
-from jaxpath.common.optim import make_optimizer
-from jaxpath.common.state import TrainState
+from jaxpath.common.state import TrainState, new_train_state
 from jaxpath.regression.model import create_model, dummy_input
-from shared_data.batches import num_batches
 from shared_data.configs.regression import get_task
 from shared_data.tabular import load_for_config
+from shared_data.training import train_steps_per_epoch
 
 
 class RegressionState(TrainState):
@@ -34,27 +33,16 @@ class RegressionState(TrainState):
 
 def create_state(config, steps_per_epoch: int, init_weights: Any = None) -> RegressionState:
     """Model, parameters (from `config.seed` or `init_weights`) and optimizer in one state."""
-    model = create_model(config)
-    params = model.init(jax.random.key(config.seed), dummy_input(config))["params"]
-    if init_weights is not None:
-        # Ported weights must have exactly the shapes Flax would create.
-        jax.tree.map(lambda a, b: _check_shape(a, b), params, init_weights["params"])
-        params = jax.tree.map(jnp.asarray, init_weights["params"])
-    state = RegressionState.create(
-        apply_fn=model.apply,
-        params=params,
-        tx=make_optimizer(config, steps_per_epoch),
+    return new_train_state(
+        create_model(config),
+        config,
+        steps_per_epoch,
+        init_weights,
+        (dummy_input(config),),
+        state_class=RegressionState,
         kind=config.model,
         l2=config.l2,
     )
-    # A Python-int step would become an int32 array after the first update and make jit
-    # compile train_step a second time; start with the array type it will keep.
-    return state.replace(step=jnp.zeros((), jnp.int32))
-
-
-def _check_shape(expected, given) -> None:
-    if expected.shape != given.shape:
-        raise ValueError(f"init_weights shape {given.shape} != model's {expected.shape}")
 
 
 def losses(kind: str, outputs, batch):
@@ -122,8 +110,7 @@ def train_and_evaluate(
 ) -> dict[str, Any]:
     """Train and evaluate per `config`, writing logs and checkpoints under `workdir`."""
     dataset = load_for_config(config)
-    n_train = len(dataset.train["x"]) - config.val_size
-    state = create_state(config, num_batches(n_train, config.batch_size, "drop"), init_weights)
+    state = create_state(config, train_steps_per_epoch(config, dataset), init_weights)
     return fit(
         get_task(config),
         config,

@@ -16,14 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpath.common.loop import fit, to_device
-from jaxpath.common.optim import make_optimizer
 from jaxpath.common.rng import streams
-from jaxpath.common.state import TrainState
+from jaxpath.common.state import TrainState, new_train_state
 from jaxpath.vae.model import create_model, dummy_input, elbo_sums, elbo_terms
-from shared_data.batches import num_batches
 from shared_data.binarize import load_binarized
 from shared_data.configs.vae import get_task
 from shared_data.images import prior_latents, save_epoch_pictures
+from shared_data.training import train_steps_per_epoch
 
 RNG_STREAMS = ("noise",)  # the reparameterisation's; a dropout stream would be named here
 
@@ -32,22 +31,14 @@ def create_state(config, steps_per_epoch: int, init_weights: Any = None) -> Trai
     """Model, parameters (from `config.seed` or `init_weights`) and optimizer in one state."""
     model = create_model(config)
     # sample=False: initialisation needs no noise stream.
-    params = model.init(jax.random.key(config.seed), dummy_input(), sample=False)["params"]
-    if init_weights is not None:
-        # Ported weights must have exactly the shapes Flax would create.
-        jax.tree.map(lambda a, b: _check_shape(a, b), params, init_weights["params"])
-        params = jax.tree.map(jnp.asarray, init_weights["params"])
-    state = TrainState.create(
-        apply_fn=model.apply, params=params, tx=make_optimizer(config, steps_per_epoch)
+    return new_train_state(
+        model,
+        config,
+        steps_per_epoch,
+        init_weights,
+        (dummy_input(),),
+        init_kwargs={"sample": False},
     )
-    # A Python-int step would become an int32 array after the first update and make jit
-    # compile train_step a second time; start with the array type it will keep.
-    return state.replace(step=jnp.zeros((), jnp.int32))
-
-
-def _check_shape(expected, given) -> None:
-    if expected.shape != given.shape:
-        raise ValueError(f"init_weights shape {given.shape} != model's {expected.shape}")
 
 
 def loss_fn(params, state: TrainState, batch, rng):
@@ -114,8 +105,7 @@ def train_and_evaluate(
 ) -> dict[str, Any]:
     """Train and evaluate per `config`, writing logs, checkpoints and pictures under `workdir`."""
     dataset = load_binarized(config)
-    n_train = len(dataset.train["image"]) - config.val_size
-    state = create_state(config, num_batches(n_train, config.batch_size, "drop"), init_weights)
+    state = create_state(config, train_steps_per_epoch(config, dataset), init_weights)
     pictures = functools.partial(
         write_pictures,
         latents=prior_latents(config.latents),

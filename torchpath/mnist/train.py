@@ -10,24 +10,18 @@ from typing import Any
 
 import torch
 
-from shared_data.batches import num_batches
 from shared_data.configs.mnist import get_task
 from shared_data.datasets import load_for_config
-from torchpath.common.init import build_seeded
+from shared_data.training import train_steps_per_epoch
 from torchpath.common.loop import fit, to_device
 from torchpath.common.metrics import classification_sums, cross_entropy
-from torchpath.common.optim import make_optimizer
-from torchpath.common.state import TorchState
+from torchpath.common.state import TorchState, new_torch_state
 from torchpath.mnist.model import create_model
 
 
 def create_state(config, steps_per_epoch: int, init_weights: Any = None) -> TorchState:
     """Model, parameters (from `config.seed` or `init_weights`) and optimizer in one state."""
-    model = build_seeded(lambda: create_model(config), config.seed)
-    if init_weights is not None:
-        model.load_state_dict(init_weights, strict=True)  # raises on any shape mismatch
-    optimizer, scheduler = make_optimizer(config, steps_per_epoch, model.parameters())
-    return TorchState(model=model, optimizer=optimizer, scheduler=scheduler)
+    return new_torch_state(lambda: create_model(config), config, steps_per_epoch, init_weights)
 
 
 def loss_fn(state: TorchState, batch):
@@ -76,8 +70,7 @@ def train_and_evaluate(
 ) -> dict[str, Any]:
     """Train and evaluate per `config`, writing logs and checkpoints under `workdir`."""
     dataset = load_for_config(config)
-    n_train = len(dataset.train["label"]) - config.val_size
-    state = create_state(config, num_batches(n_train, config.batch_size, "drop"), init_weights)
+    state = create_state(config, train_steps_per_epoch(config, dataset), init_weights)
     return fit(
         get_task(config),
         config,

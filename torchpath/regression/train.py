@@ -14,14 +14,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from shared_data.batches import num_batches
 from shared_data.configs.regression import get_task
 from shared_data.tabular import load_for_config
-from torchpath.common.init import build_seeded
+from shared_data.training import train_steps_per_epoch
 from torchpath.common.loop import fit, to_device
 from torchpath.common.metrics import classification_sums, cross_entropy
-from torchpath.common.optim import make_optimizer
-from torchpath.common.state import TorchState
+from torchpath.common.state import TorchState, new_torch_state
 from torchpath.regression.model import create_model
 
 
@@ -35,12 +33,14 @@ class RegressionState(TorchState):
 
 def create_state(config, steps_per_epoch: int, init_weights: Any = None) -> RegressionState:
     """Model, parameters (from `config.seed` or `init_weights`) and optimizer in one state."""
-    model = build_seeded(lambda: create_model(config), config.seed)
-    if init_weights is not None:
-        model.load_state_dict(init_weights, strict=True)  # raises on any shape mismatch
-    optimizer, scheduler = make_optimizer(config, steps_per_epoch, model.parameters())
-    return RegressionState(
-        model=model, optimizer=optimizer, scheduler=scheduler, kind=config.model, l2=config.l2
+    return new_torch_state(
+        lambda: create_model(config),
+        config,
+        steps_per_epoch,
+        init_weights,
+        state_class=RegressionState,
+        kind=config.model,
+        l2=config.l2,
     )
 
 
@@ -119,8 +119,7 @@ def train_and_evaluate(
 ) -> dict[str, Any]:
     """Train and evaluate per `config`, writing logs and checkpoints under `workdir`."""
     dataset = load_for_config(config)
-    n_train = len(dataset.train["x"]) - config.val_size
-    state = create_state(config, num_batches(n_train, config.batch_size, "drop"), init_weights)
+    state = create_state(config, train_steps_per_epoch(config, dataset), init_weights)
     return fit(
         get_task(config),
         config,
