@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .batches import to_float_nhwc
+from .batches import MNIST_MEAN, MNIST_STD, to_float_nhwc
 from .digits import DIGITS_SOURCE, load_digits_as_mnist
 from .errors import DataError
 from .mnist import _not_found_message, load_mnist_with_source, mnist_dir
@@ -40,11 +40,13 @@ def _check_limit(name: str, value: int | None) -> None:
         raise ValueError(f"{name} must be >= 0 or None, got {value}")
 
 
-def _to_split(images: np.ndarray, labels: np.ndarray, limit: int | None) -> dict[str, np.ndarray]:
+def _to_split(
+    images: np.ndarray, labels: np.ndarray, limit: int | None, mean: float, std: float
+) -> dict[str, np.ndarray]:
     # Slice before converting so smoke runs on MNIST don't normalise 60,000 images.
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
-    return {"image": to_float_nhwc(images), "label": labels.astype(np.int32)}
+    return {"image": to_float_nhwc(images, mean, std), "label": labels.astype(np.int32)}
 
 
 def load_image_dataset(
@@ -55,8 +57,13 @@ def load_image_dataset(
     seed: int = 0,
     limit_train: int | None = None,
     limit_test: int | None = None,
+    mean: float = MNIST_MEAN,
+    std: float = MNIST_STD,
 ) -> ImageDataset:
-    """Load "mnist", "digits" or "synthetic" as an ImageDataset (seed drives digits/synthetic)."""
+    """Load "mnist", "digits" or "synthetic" as an ImageDataset (seed drives digits/synthetic).
+
+    Images become (x / 255 - mean) / std; mean 0 and std 1 give grey levels in [0, 1].
+    """
     _check_limit("limit_train", limit_train)
     _check_limit("limit_test", limit_test)
     key = name.strip().lower()
@@ -77,8 +84,8 @@ def load_image_dataset(
         )
     return ImageDataset(
         name=key,
-        train=_to_split(*splits["train"], limit_train),
-        test=_to_split(*splits["test"], limit_test),
+        train=_to_split(*splits["train"], limit_train, mean, std),
+        test=_to_split(*splits["test"], limit_test, mean, std),
         num_classes=10,
         source=source,
     )
