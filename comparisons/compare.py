@@ -70,7 +70,7 @@ def comparison_rows(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]
         ("train_examples_per_s", "train examples/s (compile excluded)", "rate"),
         ("first_step_s", "first step s (jit compiles here)", "f2"),
         ("num_params", "parameters", "int"),
-        ("wall_s", "wall time s (data, training, eval)", "f2"),
+        ("wall_s", "wall time s (after loading: training, compile, eval)", "f2"),
     ):
         rows.append(
             {"metric": label, "kind": kind, **{fw: s.get(key) for fw, s in summaries.items()}}

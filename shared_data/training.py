@@ -35,6 +35,7 @@ class Framework:
     to_device: Callable[[dict], Any]  # numpy batch -> framework batch
     step_rng: Callable[[int, int], Any]  # (seed, step) -> the step's randomness
     zero_sums: Callable[[tuple[str, ...]], dict]  # accumulators (these keys) of an empty epoch
+    add_sums: Callable[[dict, dict], dict]  # accumulators + one step's sums (task.sums keys)
     sums_from_floats: Callable[[dict], dict]  # accumulators restored from a checkpoint
     block: Callable[[Any], Any]  # wait until asynchronous work on this value is done
     num_params: Callable[[Any], int]  # trainable scalars of a state
@@ -90,7 +91,7 @@ def evaluate(
     for batch in iterate_batches(arrays, batch_size, shuffle=False, remainder="pad"):
         device_batch = fw.to_device(batch)
         metrics = eval_step(state, device_batch)
-        sums = {k: sums[k] + metrics[k] for k in task.sums}
+        sums = fw.add_sums(sums, {k: metrics[k] for k in task.sums})
         if task.evaluator is not None:
             real = batch["mask"] > 0
             outputs.append(np.asarray(fw.to_numpy(predict(state, device_batch)))[real])
@@ -223,7 +224,7 @@ def fit(
             else:
                 steady_start = step_start if steady_start is None else steady_start
                 steady_steps += 1
-            sums = {k: sums[k] + metrics[k] for k in task.sums}
+            sums = fw.add_sums(sums, {k: metrics[k] for k in task.sums})
             step += 1
             if step % config.log_every == 0:
                 row = logger.log("train", step, epoch, **task.reduce(sums))

@@ -157,3 +157,14 @@ def test_a_process_started_under_the_tunables_records_them():
     env = {**os.environ, "GLIBC_TUNABLES": TUNED}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.stdout.strip() == TUNED, done.stderr
+
+
+def test_the_fast_runtime_turns_on_the_compilation_cache_unless_one_is_set():
+    from comparisons.runtime import CACHE_ENV, enable_compilation_cache
+
+    environ: dict[str, str] = {}
+    enable_compilation_cache(environ)
+    assert environ == CACHE_ENV and environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"
+    mine = {"JAX_COMPILATION_CACHE_DIR": "/somewhere/else"}
+    enable_compilation_cache(mine)
+    assert mine == {"JAX_COMPILATION_CACHE_DIR": "/somewhere/else"}

@@ -13,7 +13,6 @@ from flax import linen as nn
 
 from jaxpath.common.init import TorchConv, TorchDense
 from jaxpath.common.pooling import max_pool
-from jaxpath.common.runtime import warn_if_slow
 
 
 class MLP(nn.Module):
@@ -81,9 +80,6 @@ def create_model(config) -> nn.Module:
     """The model named by `config.model`, configured from `config`."""
     if config.model not in MODELS:
         raise ValueError(f"unknown model {config.model!r}; known: {', '.join(MODELS)}")
-    # Training starts here: one warning per process if JAX runs on the CPU without the
-    # allocator settings and XLA flags that `roadmap` sets (jaxpath/common/runtime.py).
-    warn_if_slow()
     pool = getattr(config, "pool", "reshape")
     if config.model == "mlp":
         return MLP(hidden=tuple(config.hidden))

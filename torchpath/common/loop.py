@@ -44,6 +44,12 @@ def zero_sums(keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
     return {k: torch.zeros((), dtype=torch.float32) for k in keys}
 
 
+def add_sums(sums: dict[str, torch.Tensor], metrics: dict[str, torch.Tensor]) -> dict:
+    """The accumulators plus one step's metric sums."""
+    # PARITY: JAX compiles this add into one call; eager torch adds each scalar in turn.
+    return {k: sums[k] + metrics[k] for k in sums}
+
+
 def _synchronize(value: Any) -> Any:
     # CPU kernels run synchronously; CUDA kernels must finish before a timer stops.
     if torch.cuda.is_available():
@@ -56,6 +62,7 @@ FRAMEWORK = training.Framework(
     to_device=to_device,
     step_rng=step_rng,
     zero_sums=zero_sums,
+    add_sums=add_sums,
     sums_from_floats=lambda sums: {
         k: torch.tensor(v, dtype=torch.float32) for k, v in sums.items()
     },
@@ -85,6 +92,7 @@ def fit(
 
     `options`: predict, on_epoch_end, resume, progress (see shared_data.training.fit).
     """
+    # PARITY: no slow-runtime warning here; the allocator and XLA flags it checks are JAX's.
     return training.fit(
         FRAMEWORK, task, config, workdir, state, train_step, eval_step, dataset, **options
     )
