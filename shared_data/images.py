@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image  # installed with matplotlib, a dependency
+from PIL import Image
 
 IMAGES_DIR = "images"
 SAMPLES_FILE = "samples_epoch{epoch}.png"
