@@ -87,14 +87,14 @@ def evaluate(
 ) -> dict:
     """Every metric of `task` over every example of `arrays` (last batch padded and masked)."""
     sums = fw.zero_sums(task.sums)
-    outputs = []
+    outputs, remaining = [], _length(arrays)
     for batch in iterate_batches(arrays, batch_size, shuffle=False, remainder="pad"):
         device_batch = fw.to_device(batch)
         metrics = eval_step(state, device_batch)
         sums = fw.add_sums(sums, {k: metrics[k] for k in task.sums})
-        if task.evaluator is not None:
-            real = batch["mask"] > 0
-            outputs.append(np.asarray(fw.to_numpy(predict(state, device_batch)))[real])
+        if task.evaluator is not None:  # padding rows sit at the end of the last batch
+            real, remaining = min(batch_size, remaining), remaining - batch_size
+            outputs.append(np.asarray(fw.to_numpy(predict(state, device_batch)))[:real])
     scores = task.reduce(sums)
     if task.evaluator is not None:
         scores.update(task.evaluator(np.concatenate(outputs), arrays))
@@ -107,12 +107,14 @@ def restore_readable(fw: Framework, checkpointer, state):
     A checkpoint that fails to load (a truncated file, a half-copied folder) is renamed,
     not deleted, with a warning naming it; the previous one is tried next.
     """
+    set_aside = []
     for step in sorted(checkpointer.steps(), reverse=True):
         try:
             restored, meta = checkpointer.restore(state, step)
             return restored, meta, step
         except Exception as err:  # noqa: BLE001 - any unreadable checkpoint falls back
             kept = checkpointer.set_aside(step)
+            set_aside.append(str(kept))
             message = (
                 f"{fw.name}: checkpoint of step {step} is unreadable "
                 f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
@@ -120,8 +122,10 @@ def restore_readable(fw: Framework, checkpointer, state):
             )
             warnings.warn(message, RuntimeWarning, stacklevel=2)
             tqdm.write(f"warning: {message}")
+    kept = f" (unreadable ones kept as {', '.join(set_aside)})" if set_aside else ""
     raise ConfigError(
-        f"no readable checkpoint under {checkpointer.directory}; start a new run without --resume"
+        f"no readable checkpoint under {checkpointer.directory}{kept}; "
+        "start a new run without --resume"
     )
 
 
