@@ -5,14 +5,15 @@ Variants (`get_config(variant)`), measured 2026-11-29 on 2 CPU cores (docs/RESUL
 * ``default`` -- pytorch/examples' CNN (1.2M parameters), Adam with a one-cycle schedule
   peaking at 3e-3, batch 64, one epoch:
   ``roadmap compare mnist --epochs 1 --data-dir ../shared/data`` reaches 98.60% (torch) /
-  98.54% (JAX) test accuracy; 33 s (torch eager) and 125 s (JAX jit) of training, 30 s and
-  52 s under ``roadmap --malloc tcmalloc``.
+  98.59% (JAX) test accuracy in 24.9 s / 24.5 s of training (under the stock runtime,
+  ``roadmap --runtime stock ... --set pool=reduce_window``: 33 s / 125 s).
 * ``examples`` -- pytorch/examples' own recipe (Adadelta lr 1.0, x0.7 per epoch, 14 epochs);
   one epoch of it gives 98.54% / 98.46%.
 * ``fast`` -- the quickest recipe to 99.0% here: FastCNN(16, 32), Adam one-cycle 5e-3,
   batch 128, two epochs: ``roadmap compare mnist --variant fast --data-dir ../shared/data``
-  reaches 99.10% / 99.16% in 15 s / 44 s, compilation included; 10 s / 22 s under
-  ``roadmap --malloc tcmalloc`` (docs/BENCHMARKS.md).
+  reaches 99.10% / 99.17% in 8.1-8.5 s / 8.5-9.4 s, compilation included, once JAX's
+  compilation cache is warm (12.2 s for JAX's very first run; 36 s under the stock runtime;
+  docs/BENCHMARKS.md).
 * ``digits`` -- the offline quickstart on scikit-learn's embedded digits:
   ``roadmap compare mnist --variant digits`` reaches about 98.6-98.9% in ~30 s in all.
 * ``smoke`` -- a few steps on synthetic data, for tests.

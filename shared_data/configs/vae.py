@@ -10,9 +10,8 @@ measured 2026-11-29 on 2 CPU cores (docs/RESULTS.md):
   / 172.2 (JAX) nats in 15 s for the whole command.
 * ``mnist`` -- the pytorch/examples and Flax recipe: real MNIST, Adam 1e-3, batch 128,
   10 epochs: ``roadmap compare vae --variant mnist --data-dir ../shared/data`` reaches
-  102.33 (torch) / 102.15 (JAX) nats (the Flax example reports about 104); an uncontended
-  epoch took 2.8 s (torch) and 2.2-2.5 s (JAX); the whole command 5.6 min, torch's side slowed
-  by other jobs on the 2 shared cores (JAX 26 s, torch 300 s).
+  102.33 (torch) / 102.15 (JAX) nats (the Flax example reports about 104) in 25.3 s / 16.4 s
+  of training on a quiet machine; 49 s for the whole command.
 * ``smoke`` -- a few steps on synthetic data, for tests.
 
 Each epoch writes ``images/samples_epoch<N>.png`` (64 decodings of fixed prior draws) and
