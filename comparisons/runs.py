@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,9 @@ from typing import Any
 from comparisons.env import pin_cpu_fp32
 from comparisons.options import load_config
 from comparisons.registry import FRAMEWORK_LABELS, get_project, list_projects
+from shared_data.configs.base import ConfigError
 from shared_data.datasets import describe_sources
+from shared_data.runlog import CONFIG_FILE
 
 
 def run_dir(workdir: str | Path, project: str, framework: str, run_id: str) -> Path:
@@ -27,6 +30,50 @@ def newest_run_id(workdir: str | Path, project: str, framework: str) -> str | No
     root = Path(workdir) / project / framework
     runs = [p for p in root.iterdir() if p.is_dir()] if root.exists() else []
     return max(runs, key=lambda p: p.stat().st_mtime).name if runs else None
+
+
+def resolve_run(
+    workdir: str | Path, project: str, framework: str, run_id: str | None = None
+) -> Path:
+    """The folder of run `run_id` (default: the newest) of `project` in `framework`."""
+    run_id = run_id or newest_run_id(workdir, project, framework)
+    path = run_dir(workdir, project, framework, run_id) if run_id else None
+    if path is None or not (path / CONFIG_FILE).is_file():
+        where = path or Path(workdir) / project / framework
+        raise ConfigError(
+            f"no finished run at {where}; train one first: "
+            f"roadmap run {project} --framework {framework}"
+        )
+    return path
+
+
+def load_trained(project, framework: str, path: str | Path) -> tuple[Any, Any, int]:
+    """(config, state, step) of a run folder: its config and newest readable checkpoint.
+
+    Weights come only from the run's own checkpoint files (torch.load(weights_only=True),
+    Orbax); nothing is unpickled from anywhere else.
+    """
+    import importlib
+
+    from comparisons.registry import FRAMEWORKS
+    from shared_data.configs.base import from_dict
+    from shared_data.training import restore_readable
+
+    path = Path(path)
+    stored = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+    stored.pop("framework", None)
+    stored["data_dir"] = None  # inference reads no data; the folder may be gone
+    config = from_dict(type(project.config()), stored)
+    state = project.module(framework).create_state(config, 1)
+    fw = importlib.import_module(f"{FRAMEWORKS[framework]}.common.loop").FRAMEWORK
+    checkpointer = fw.checkpointer(path / "checkpoints")
+    try:
+        if not checkpointer.steps():
+            raise ConfigError(f"{path / 'checkpoints'} holds no checkpoint; train the run first")
+        state, _, step = restore_readable(fw, checkpointer, state)
+    finally:
+        checkpointer.close()
+    return config, state, step
 
 
 def format_history(summary: dict[str, Any]) -> str:
