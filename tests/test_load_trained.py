@@ -24,7 +24,7 @@ def test_a_finished_run_reloads_and_scores_what_it_reported(framework, tmp_path)
     assert resolve_run(tmp_path, "mnist", framework) == path
     loaded_config, state, step = load_trained(PROJECT, framework, path)
     assert loaded_config.model == config.model and step == summary["steps"]
-    loop = __import__(f"{FRAMEWORKS[framework]}.common.loop", fromlist=["FRAMEWORK"])
+    loop = importlib.import_module(f"{FRAMEWORKS[framework]}.common.loop")
     task = PROJECT.task(config)
     scores = evaluate(
         loop.FRAMEWORK, task, train.eval_step, state, load_for_config(config).test, 64
