@@ -12,7 +12,7 @@ from comparisons.runtime import MALLOCS, RUNTIMES
 from shared_data.configs.base import ConfigError, UnknownNameError
 from shared_data.errors import DataError
 
-TOOLS = ("ir", "bench", "report")
+TOOLS = ("ir", "bench", "report", "export", "serve", "loadtest")
 
 
 def _add_common(parser: argparse.ArgumentParser, project: bool = True, training=False) -> None:
@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.set_defaults(func=lambda a, e=err, n=name: _unavailable(n, e))
             continue
         p = sub.add_parser(name, help=(module.__doc__ or name).strip().splitlines()[0])
-        _add_common(p, project=name != "report")
+        # A tool module says TAKES_PROJECT = False when it works on no one project (report).
+        _add_common(p, project=getattr(module, "TAKES_PROJECT", True))
         module.add_arguments(p)
         p.set_defaults(func=module.run)
     return parser

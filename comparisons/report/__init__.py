@@ -6,4 +6,6 @@ draws the matplotlib figures; html.py holds the page primitives.
 
 from comparisons.report.core import add_arguments, build_report, run
 
-__all__ = ["add_arguments", "build_report", "run"]
+TAKES_PROJECT = False  # the CLI adds no project argument: the report covers every project
+
+__all__ = ["TAKES_PROJECT", "add_arguments", "build_report", "run"]
