@@ -56,6 +56,8 @@ class Project:
     # The fields of a training batch, or a function of the config giving them (when the
     # dataset or model a config names changes the shapes, as in regression).
     inputs: dict[str, InputSpec] | Callable[[Any], dict[str, InputSpec]]
+    # The batch fields `predict` reads (the rest are targets): what export and serve take.
+    model_inputs: tuple[str, ...] = ("image",)
     # Config changes that make a step deterministic for the parity harness (dropout off...).
     parity_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Batch fields that stand in for a step's own sampling (the VAE's "noise"): the parity
@@ -176,6 +178,7 @@ register(
         dataset="tabular",
         description="linear, logistic and softmax regression (one Dense layer, SGD) on "
         "scikit-learn's diabetes, breast cancer and digits, checked against a NumPy oracle",
+        model_inputs=("x",),
         # Features and target depend on the model and dataset the config names.
         inputs=lambda config: {
             key: InputSpec(**spec)

@@ -128,3 +128,15 @@ def test_overrides_parse_by_type_and_reject_unknown_fields():
         override(config, ["epochs=three"])
     with pytest.raises(ConfigError, match="key=value"):
         override(config, ["epochs"])
+
+
+@pytest.mark.parametrize("project", list_projects(), ids=lambda p: p.name)
+def test_predict_reads_only_the_model_inputs(project):
+    config = project.config("smoke")
+    batch = project.example_batch(3, config=config)
+    inputs = {k: v for k, v in batch.items() if k in project.model_inputs}
+    assert set(project.model_inputs) <= set(batch)
+    for fw in registry.FRAMEWORKS:
+        train = project.module(fw)
+        out = leaves(train.predict(train.create_state(config, 1), train.to_device(inputs)))
+        assert out and all(o.shape[0] == 3 for o in out), fw
