@@ -39,6 +39,7 @@ code { font-size: 90%; background: #f3f3f5; padding: 0 .2em; }
 .note.error { border-color: #d93025; background: #fdecea; }
 .fw { font-weight: 600; color: var(--fw); } .fw::before { content: "\\25CF  "; }
 figure { margin: .5rem 0 1rem; } img.chart { max-width: 100%; height: auto; }
+div.images { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-end; }
 figure.graph img { max-width: 100%; max-height: 700px; border: 1px solid #ddd; }
 .side { display: flex; flex-wrap: wrap; gap: 1.5rem; }
 .side > div { flex: 1 1 0; min-width: 320px; } nav ul { list-style: none; padding-left: 0; }

@@ -126,7 +126,8 @@ def images_section(page: Page, runs: list[dict[str, Any]]) -> Html:
             for fw, path in paths.items()
         )
         parts.append(f'<div class="images">{figures}</div>')
-    return Html("".join(parts))
+    heading = "<p><b>pictures</b> (the newest run of each framework, its last epoch)</p>"
+    return Html(heading + "".join(parts))
 
 
 _IMAGE_NAME = re.compile(r"^(?P<name>.+?)_epoch(?P<epoch>\d+)\.png$")
@@ -188,6 +189,8 @@ def runs_section(page: Page, name: str, pdir: Path) -> Html:
             "framework; the table lists every run.</p>"
         )
     rows = []
+    # The test loss gets its own column unless it already is the headline (the VAE's).
+    loss_column = metric != "test_loss"
     for run in sorted(runs, key=lambda r: (r["framework"], r["run_id"])):
         s, history = run["summary"], _history(run)
         last = history[-1] if history else {}
@@ -200,7 +203,7 @@ def runs_section(page: Page, name: str, pdir: Path) -> Html:
                 cell(run["config"].get("model")),
                 Num(esc(epochs)),
                 num(last.get(metric), kind),
-                num(last.get("test_loss"), "f4"),
+                *([num(last.get("test_loss"), "f4")] if loss_column else []),
                 num(s.get("train_examples_per_s"), "rate"),
                 num(s.get("first_step_s"), "f2"),
                 num(s.get("wall_s"), "f1"),
@@ -209,7 +212,7 @@ def runs_section(page: Page, name: str, pdir: Path) -> Html:
             + ([Html(" ".join(run["notes"]))] if any(r["notes"] for r in runs) else [])
         )
     headers = ["framework", "run id", "model", "epochs", f"final {metric.replace('_', ' ')}"]
-    headers += ["test loss"]
+    headers += ["test loss"] * loss_column
     headers += ["train examples/s", "first step (compile) s", "wall s", "params", "notes"]
     parts.append(table(headers[: len(rows[0])], rows))
     parts.append(images_section(page, runs))
