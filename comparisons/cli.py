@@ -97,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name in TOOLS:
         try:
             module = importlib.import_module(f"comparisons.{name}")
-        except ImportError as err:  # one broken tool must not take the others down
+            missing = [f for f in ("add_arguments", "run") if not hasattr(module, f)]
+            if missing:
+                raise ImportError(f"comparisons.{name} defines no {' or '.join(missing)}")
+        except Exception as err:  # noqa: BLE001 - one broken tool must not take the others down
             p = sub.add_parser(name, help=f"unavailable: {err}")
             p.add_argument("rest", nargs="*")
             p.set_defaults(func=lambda a, e=err, n=name: _unavailable(n, e))
