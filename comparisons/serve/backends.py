@@ -1,0 +1,184 @@
+"""The models a server can serve: a finished run in JAX or PyTorch, or its ONNX export.
+
+Each backend turns a numpy batch of the project's model inputs (NHWC images, as the data
+layer yields them) into a numpy array of outputs, and describes itself for GET /metadata.
+Weights come only from the run's own files: its checkpoint (Orbax, or
+`torch.load(weights_only=True)`) through `comparisons.runs.load_trained`, or the artifact
+that `roadmap export` wrote and verified. Nothing here names a project.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from comparisons.registry import InputSpec, Project
+from comparisons.runs import load_trained, resolve_run
+
+BACKENDS = ("jax", "torch", "onnx")
+Batch = dict[str, np.ndarray]
+
+
+@dataclasses.dataclass
+class Backend:
+    """A loaded model: `predict(batch) -> outputs` on numpy, and what GET /metadata shows."""
+
+    name: str
+    project: Project
+    specs: dict[str, InputSpec]  # the model inputs, without the batch dimension
+    predict: Callable[[Batch], np.ndarray]
+    metadata: dict[str, Any]
+    warmup: Callable[[int], None] = lambda max_batch: None  # compile/prime up to max_batch
+
+    def run_warmup(self, max_batch: int) -> None:
+        """Prime the model (compilation, allocator) so the first request is not the slow one."""
+        self.warmup(max_batch)
+        example = self.project.example_batch(1)
+        self.predict({k: example[k] for k in self.specs})
+
+
+def params_sha256(named_arrays: list[tuple[str, np.ndarray]]) -> str:
+    """sha256 over (name, dtype, shape, bytes) of every parameter, in name order."""
+    digest = hashlib.sha256()
+    for name, array in sorted(named_arrays, key=lambda pair: pair[0]):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{name}:{array.dtype}:{list(array.shape)}\n".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def schema(specs: dict[str, InputSpec]) -> dict[str, Any]:
+    """The input schema of GET /metadata: shape with a leading null batch dimension."""
+    return {
+        name: {
+            "shape": [None, *spec.shape],
+            "dtype": spec.dtype,
+            "kind": spec.kind,
+            **({"num_classes": spec.num_classes} if spec.num_classes is not None else {}),
+        }
+        for name, spec in specs.items()
+    }
+
+
+def _model_specs(project: Project, config: Any) -> dict[str, InputSpec]:
+    specs = project.input_specs(config)
+    return {name: specs[name] for name in project.model_inputs}
+
+
+def _run_metadata(project, backend, config, path: Path, step: int) -> dict[str, Any]:
+    return {
+        "project": project.name,
+        "model": getattr(config, "model", None),
+        "backend": backend,
+        "run_id": path.name,
+        "run_path": str(path),
+        "step": step,
+    }
+
+
+def _load_jax(project: Project, path: Path) -> Backend:
+    import jax
+
+    from jaxpath.common.loop import to_device
+
+    config, state, step = load_trained(project, "jax", path)
+    compiled = jax.jit(project.module("jax").predict)
+
+    def bucket(n: int) -> int:
+        # jit compiles once per shape: pad to powers of two so a server that sees every
+        # batch size from 1 to 32 compiles six programs, all during warm-up.
+        return 1 << max(0, (n - 1).bit_length())
+
+    def predict(batch: Batch) -> np.ndarray:
+        n = len(next(iter(batch.values())))
+        padded = {
+            k: np.concatenate([v, np.zeros((bucket(n) - n, *v.shape[1:]), v.dtype)])
+            for k, v in batch.items()
+        }
+        return np.asarray(compiled(state, to_device(padded)))[:n]
+
+    def warmup(max_batch: int) -> None:
+        specs, n = _model_specs(project, config), 1
+        while n <= max(1, bucket(max_batch)):
+            predict({k: np.zeros((n, *s.shape), s.dtype) for k, s in specs.items()})
+            n *= 2
+
+    variables = {"params": state.params}
+    if getattr(state, "batch_stats", None) is not None:
+        variables["batch_stats"] = state.batch_stats
+    flat = jax.tree_util.tree_flatten_with_path(variables)[0]
+    named = [(jax.tree_util.keystr(keys), np.asarray(leaf)) for keys, leaf in flat]
+    meta = _run_metadata(project, "jax", config, path, step)
+    meta["weights_sha256"] = params_sha256(named)
+    meta["versions"] = {"jax": jax.__version__}
+    return Backend("jax", project, _model_specs(project, config), predict, meta, warmup)
+
+
+def _load_torch(project: Project, path: Path) -> Backend:
+    import torch
+
+    from torchpath.common.loop import to_device
+
+    config, state, step = load_trained(project, "torch", path)
+    train = project.module("torch")
+
+    def predict(batch: Batch) -> np.ndarray:
+        with torch.inference_mode():
+            return train.predict(state, to_device(batch)).cpu().numpy()
+
+    named = [(k, v.detach().cpu().numpy()) for k, v in state.model.state_dict().items()]
+    meta = _run_metadata(project, "torch", config, path, step)
+    meta["weights_sha256"] = params_sha256(named)
+    meta["versions"] = {"torch": torch.__version__}
+    return Backend("torch", project, _model_specs(project, config), predict, meta)
+
+
+def _load_onnx(project: Project, path: Path) -> Backend:
+    # Imported here: the exporter is its own tool, and the other backends must not need it.
+    from comparisons import export
+
+    manifest_path = path / "export" / "onnx" / "manifest.json"
+    if not manifest_path.is_file():
+        manifest_path = Path(export.export_run(project.name, "torch", "onnx", path))
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    run_predict = export.load_artifact(manifest_path)
+    config = _stored_config(project, path)
+    meta = _run_metadata(project, "onnx", config, path, manifest.get("step"))
+    meta["manifest"] = str(manifest_path)
+    meta["weights_sha256"] = manifest.get("weights_sha256")
+    meta["artifact_sha256"] = manifest.get("artifact_sha256")
+    meta["versions"] = manifest.get("versions", {})
+
+    def predict(batch: Batch) -> np.ndarray:
+        return np.asarray(run_predict(batch))
+
+    return Backend("onnx", project, _model_specs(project, config), predict, meta)
+
+
+def _stored_config(project: Project, path: Path) -> Any:
+    from shared_data.configs.base import from_dict
+    from shared_data.runlog import CONFIG_FILE
+
+    stored = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+    stored.pop("framework", None)
+    stored["data_dir"] = None
+    return from_dict(type(project.config()), stored)
+
+
+def run_path(project: Project, backend: str, workdir: str | Path, run_id: str | None) -> Path:
+    """The run a backend serves: the project's newest (or `run_id`) run; ONNX exports torch's."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    return resolve_run(workdir, project.name, "torch" if backend == "onnx" else backend, run_id)
+
+
+def load_backend(project: Project, backend: str, path: str | Path) -> Backend:
+    """Load run folder `path` for `backend` (jax, torch or onnx)."""
+    loaders = {"jax": _load_jax, "torch": _load_torch, "onnx": _load_onnx}
+    return loaders[backend](project, Path(path))
