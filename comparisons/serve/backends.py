@@ -44,11 +44,14 @@ class Backend:
 
 
 def params_sha256(named_arrays: list[tuple[str, np.ndarray]]) -> str:
-    """sha256 over (name, dtype, shape, bytes) of every parameter, in name order."""
+    """sha256 of the inference weights, by `roadmap export`'s method (its manifest's weights)."""
+    # Same bytes as comparisons/export's WEIGHTS_METHOD, so a served run and its export show
+    # the same checksum: '<name>\0<dtype>\0<shape>\0' then little-endian C-order bytes.
     digest = hashlib.sha256()
     for name, array in sorted(named_arrays, key=lambda pair: pair[0]):
         array = np.ascontiguousarray(array)
-        digest.update(f"{name}:{array.dtype}:{list(array.shape)}\n".encode())
+        array = array.astype(array.dtype.newbyteorder("<"), copy=False)
+        digest.update(f"{name}\0{array.dtype.str}\0{list(array.shape)}\0".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
 
@@ -109,9 +112,7 @@ def _load_jax(project: Project, path: Path) -> Backend:
             predict({k: np.zeros((n, *s.shape), s.dtype) for k, s in specs.items()})
             n *= 2
 
-    variables = {"params": state.params}
-    if getattr(state, "batch_stats", None) is not None:
-        variables["batch_stats"] = state.batch_stats
+    variables = {"params": state.params, "batch_stats": getattr(state, "batch_stats", None) or {}}
     flat = jax.tree_util.tree_flatten_with_path(variables)[0]
     named = [(jax.tree_util.keystr(keys), np.asarray(leaf)) for keys, leaf in flat]
     meta = _run_metadata(project, "jax", config, path, step)
@@ -151,8 +152,8 @@ def _load_onnx(project: Project, path: Path) -> Backend:
     config = _stored_config(project, path)
     meta = _run_metadata(project, "onnx", config, path, manifest.get("step"))
     meta["manifest"] = str(manifest_path)
-    meta["weights_sha256"] = manifest.get("weights_sha256")
-    meta["artifact_sha256"] = manifest.get("artifact_sha256")
+    meta["weights_sha256"] = manifest.get("weights", {}).get("sha256")
+    meta["artifact_sha256"] = manifest.get("artifact", {}).get("sha256")
     meta["versions"] = manifest.get("versions", {})
 
     def predict(batch: Batch) -> np.ndarray:
