@@ -107,7 +107,7 @@ def export(fmt: str, project, state, batch, path: Path) -> dict[str, Any]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             traced = torch.jit.trace(module, args, strict=False)
-        torch.jit.save(traced, str(path))
+            torch.jit.save(traced, str(path))
         # Deprecated in torch 2.14: recorded so a reader of the manifest knows, not fatal.
         details["warnings"] = sorted({str(w.message).splitlines()[0] for w in caught})
         details["dynamic_batch"] = "traced at one batch size; verified at two"
