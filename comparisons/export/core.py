@@ -37,9 +37,9 @@ ARTIFACTS = {
 }
 # Formats asked for that are deliberately absent, and why (docs/EXPORT.md has the details).
 NOT_SUPPORTED = {
-    ("jax", "onnx"): "jax2onnx 0.17.1 converts and matches, but requires orbax-checkpoint"
-    "<0.11.37, which conflicts with the pinned orbax-checkpoint>=0.12 (docs/EXPORT.md); "
-    "export torch's onnx, or jax.export",
+    ("jax", "onnx"): "jax2onnx's newest release (0.17.1) requires orbax-checkpoint<0.11.37, "
+    "which conflicts with the pinned >=0.12, so it is not a dependency (docs/EXPORT.md); "
+    "export jax.export, or torch's onnx",
 }
 MANIFEST = "manifest.json"
 TOLERANCE = 1e-4  # max abs difference to the live model's outputs (fp32 on both sides)
