@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from comparisons.serve.app import Settings, create_app
 from comparisons.serve.backends import BACKENDS, Backend, load_backend, run_path
 
 __all__ = ["Backend", "Settings", "add_arguments", "create_app", "load_backend", "run"]
+
+
+def _cores() -> int:
+    """CPU cores this process may use (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout-s", dest="timeout_s", type=float, default=defaults.timeout_s)
     parser.add_argument(
         "--max-body-bytes", dest="max_body_bytes", type=int, default=defaults.max_body_bytes
+    )
+    parser.add_argument(
+        "--model-threads",
+        dest="model_threads",
+        type=int,
+        default=max(1, _cores() - 1),
+        help="torch's intra-op threads (default: the cores less one, left to the event loop)",
     )
     parser.add_argument(
         "--no-batching",
@@ -64,7 +77,7 @@ def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     holder: dict = {}
     app = create_app(
-        lambda: load_backend(project, args.backend, path),
+        lambda: load_backend(project, args.backend, path, args.model_threads),
         settings,
         on_load_error=lambda err: setattr(holder["server"], "should_exit", True),
     )
