@@ -26,7 +26,8 @@ def weight_arrays(state) -> list[tuple[str, np.ndarray]]:
     """params and batch_stats as (keypath, array), sorted by keypath (optimizer state left out)."""
     tree = {"params": state.params, "batch_stats": getattr(state, "batch_stats", None) or {}}
     leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return sorted((jax.tree_util.keystr(path), np.asarray(leaf)) for path, leaf in leaves)
+    named = [(jax.tree_util.keystr(path), np.asarray(leaf)) for path, leaf in leaves]
+    return sorted(named, key=lambda item: item[0])
 
 
 def checkpoint_files(run_path: Path, step: int) -> list[Path]:

@@ -56,7 +56,7 @@ class DataLayoutModel(torch.nn.Module):
 def weight_arrays(state) -> list[tuple[str, np.ndarray]]:
     """The model's state_dict (parameters and buffers) as (name, array), sorted by name."""
     items = state.model.state_dict().items()
-    return sorted((name, t.detach().cpu().numpy()) for name, t in items)
+    return sorted(((n, t.detach().cpu().numpy()) for n, t in items), key=lambda i: i[0])
 
 
 def checkpoint_files(run_path: Path, step: int) -> list[Path]:
