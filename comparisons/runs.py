@@ -70,7 +70,7 @@ def load_trained(project, framework: str, path: str | Path) -> tuple[Any, Any, i
     try:
         if not checkpointer.steps():
             raise ConfigError(f"{path / 'checkpoints'} holds no checkpoint; train the run first")
-        state, _, step = restore_readable(fw, checkpointer, state)
+        state, _, step = restore_readable(fw, checkpointer, state, set_aside=False)  # read-only
     finally:
         checkpointer.close()
     return config, state, step

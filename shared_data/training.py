@@ -101,32 +101,40 @@ def evaluate(
     return scores
 
 
-def restore_readable(fw: Framework, checkpointer, state):
-    """(state, meta, step) from the newest checkpoint that reads; bad ones are set aside.
+def restore_readable(fw: Framework, checkpointer, state, set_aside: bool = True):
+    """(state, meta, step) from the newest checkpoint that reads.
 
-    A checkpoint that fails to load (a truncated file, a half-copied folder) is renamed,
-    not deleted, with a warning naming it; the previous one is tried next.
+    Checkpoints are tried newest first. Only when an older one restores are the newer ones
+    that failed taken for damaged (a truncated file, a half-copied folder): they are renamed,
+    not deleted, with a warning naming them (`set_aside=False`: left in place). When none
+    restores, the cause is shared (a changed model or config), so nothing is renamed and the
+    newest one's error is raised.
     """
-    set_aside = []
+    failures = []
     for step in sorted(checkpointer.steps(), reverse=True):
         try:
             restored, meta = checkpointer.restore(state, step)
-            return restored, meta, step
-        except Exception as err:  # noqa: BLE001 - any unreadable checkpoint falls back
-            kept = checkpointer.set_aside(step)
-            set_aside.append(str(kept))
+        except Exception as err:  # noqa: BLE001 - try the previous checkpoint
+            failures.append((step, err))
+            continue
+        for bad, err in failures:
+            kept = checkpointer.set_aside(bad) if set_aside else "its place"
             message = (
-                f"{fw.name}: checkpoint of step {step} is unreadable "
+                f"{fw.name}: checkpoint of step {bad} is unreadable "
                 f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
-                f"moved it to {kept} and fell back to the previous one"
+                f"kept it in {kept} and fell back to step {step}"
             )
             warnings.warn(message, RuntimeWarning, stacklevel=2)
             tqdm.write(f"warning: {message}")
-    kept = f" (unreadable ones kept as {', '.join(set_aside)})" if set_aside else ""
-    raise ConfigError(
-        f"no readable checkpoint under {checkpointer.directory}{kept}; "
-        "start a new run without --resume"
-    )
+        return restored, meta, step
+    if failures:
+        step, err = failures[0]
+        raise ConfigError(
+            f"no checkpoint under {checkpointer.directory} restores into this model; the "
+            f"newest (step {step}) fails with {type(err).__name__}: "
+            f"{str(err).splitlines()[0][:300]}"
+        ) from err
+    raise ConfigError(f"no checkpoint under {checkpointer.directory}; start without --resume")
 
 
 def fit(
@@ -177,11 +185,18 @@ def fit(
             f"{checkpointer.latest_step()}); continue it with --resume or "
             "start a new one with another --run-id / workdir"
         )
-    resumed = resume and checkpointer.latest_step() is not None
-    step = 0
+    if resume and checkpointer.latest_step() is None:
+        checkpointer.close()
+        raise ConfigError(f"nothing to resume in {workdir}: no checkpoint; start without --resume")
+    resumed, step = resume, 0
     if resumed:
         check_resume_config(workdir / CONFIG_FILE, config)
         state, meta, step = restore_readable(fw, checkpointer, state)
+        if step >= total_steps and (workdir / SUMMARY_FILE).is_file():
+            # Finished already: keep the summary (its speeds) rather than time a no-op.
+            checkpointer.close()
+            tqdm.write(f"{fw.name}: {workdir} is complete at step {step}; nothing to resume")
+            return {**json.loads((workdir / SUMMARY_FILE).read_text(encoding="utf-8"))}
         tqdm.write(f"{fw.name}: resumed from {checkpointer.directory} at step {step}")
     write_json(workdir / CONFIG_FILE, {"framework": fw.name, **to_dict(config)})
     logger = RunLogger(workdir, resume_step=step if resumed else None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from comparisons.registry import FRAMEWORKS, get_project
 from jaxpath.common.loop import step_rng
+from shared_data import training
 from shared_data.configs.base import ConfigError
 from shared_data.runlog import read_jsonl
 
@@ -182,3 +184,30 @@ def test_resume_falls_back_past_an_unreadable_checkpoint(framework, tmp_path):
     for key in ("train_loss", "test_loss", "test_accuracy"):
         got, want = resumed["history"][-1][key], reference["history"][-1][key]
         np.testing.assert_allclose(got, want, rtol=0, atol=tolerance, err_msg=key)
+
+
+@pytest.mark.parametrize("framework", sorted(FRAMEWORKS))
+def test_resume_refuses_an_empty_folder_and_keeps_a_finished_runs_summary(framework, tmp_path):
+    config = dataclasses.replace(PROJECT.config("smoke"), model="mlp", epochs=1)
+    train = PROJECT.module(framework)
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        train.train_and_evaluate(config, tmp_path / "new", resume=True, progress=False)
+    done = train.train_and_evaluate(config, tmp_path / "r", progress=False)
+    again = train.train_and_evaluate(config, tmp_path / "r", resume=True, progress=False)
+    assert again == json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert again["train_examples_per_s"] == done["train_examples_per_s"]
+
+
+def test_checkpoints_that_all_fail_to_restore_are_left_in_place(tmp_path):
+    config = dataclasses.replace(PROJECT.config("smoke"), model="mlp", epochs=2)
+    train = PROJECT.module("torch")
+    train.train_and_evaluate(config, tmp_path, progress=False)
+    before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    other_model = dataclasses.replace(config, hidden=(64,))  # same run, another network
+    state = train.create_state(other_model, 1)
+    from torchpath.common.loop import FRAMEWORK
+
+    checkpointer = FRAMEWORK.checkpointer(tmp_path / "checkpoints")
+    with pytest.raises(ConfigError, match="restores into this model"):
+        training.restore_readable(FRAMEWORK, checkpointer, state)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
