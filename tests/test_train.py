@@ -211,3 +211,31 @@ def test_checkpoints_that_all_fail_to_restore_are_left_in_place(tmp_path):
     with pytest.raises(ConfigError, match="restores into this model"):
         training.restore_readable(FRAMEWORK, checkpointer, state)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
+
+
+def test_jax_state_keeps_and_checkpoints_batchnorm_statistics(tmp_path):
+    import jax.numpy as jnp
+    from flax import linen as nn
+
+    from jaxpath.common.checkpoint import Checkpointer
+    from jaxpath.common.state import new_train_state
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.BatchNorm(use_running_average=True)(nn.Dense(3)(x))
+
+    config = PROJECT.config("smoke")
+    state = new_train_state(Net(), config, 10, None, (jnp.zeros((2, 4)),))
+    assert state.batch_stats["BatchNorm_0"]["var"].shape == (3,)
+    ported = {
+        "params": state.params,
+        "batch_stats": {"BatchNorm_0": {"mean": jnp.ones(3), "var": jnp.full(3, 2.0)}},
+    }
+    state = new_train_state(Net(), config, 10, ported, (jnp.zeros((2, 4)),))
+    checkpointer = Checkpointer(tmp_path / "checkpoints")
+    checkpointer.save(1, state, {"history": []})
+    fresh = new_train_state(Net(), config, 10, None, (jnp.zeros((2, 4)),))
+    restored, _ = checkpointer.restore(fresh)
+    checkpointer.close()
+    np.testing.assert_array_equal(restored.batch_stats["BatchNorm_0"]["var"], np.full(3, 2.0))

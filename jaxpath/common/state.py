@@ -35,14 +35,16 @@ def new_train_state(
     fields. Ported weights must have exactly the shapes Flax creates.
     """
     variables = model.init(jax.random.key(config.seed), *init_args, **(init_kwargs or {}))
-    params = variables["params"]
     if init_weights is not None:
-        jax.tree.map(_check_shape, params, init_weights["params"])
-        params = jax.tree.map(jnp.asarray, init_weights["params"])
+        for collection in ("params", "batch_stats"):  # ported: the shapes Flax made, exactly
+            if collection in variables:
+                jax.tree.map(_check_shape, variables[collection], init_weights[collection])
+        variables = {k: jax.tree.map(jnp.asarray, v) for k, v in init_weights.items()}
     state = state_class.create(
         apply_fn=model.apply,
-        params=params,
+        params=variables["params"],
         tx=make_optimizer(config, steps_per_epoch),
+        batch_stats=variables.get("batch_stats"),  # BatchNorm's running statistics, if any
         **fields,
     )
     # A Python-int step would become an int32 array after the first update and make jit
