@@ -2,7 +2,8 @@
 
 The torch model's seeded initialisation is the reference; comparisons/weights.py ports it
 to Flax (asserting every shape) and the two runs then see the same examples in the same
-order. Dropout masks are the one thing they do not share (each framework draws its own).
+order. What they do not share is what each framework draws from its own generator during
+training: dropout masks and sampling noise (the VAE's).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from comparisons.options import load_config
 from comparisons.parity import make_pair, predict_diff
 from comparisons.registry import FRAMEWORK_LABELS, get_project
 from comparisons.runs import new_run_id, run_dir
-from shared_data.configs.base import to_dict
+from shared_data.configs.base import ConfigError, to_dict
 from shared_data.runlog import atomic_write_text, write_json
 
 
@@ -142,6 +143,12 @@ def compare_command(args) -> int:
     config = load_config(args)
     pin_cpu_fp32()
     frameworks = tuple(f.strip() for f in args.frameworks.split(",") if f.strip())
+    unknown = [f for f in frameworks if f not in FRAMEWORK_LABELS]
+    if not frameworks or unknown or len(set(frameworks)) != len(frameworks):
+        raise ConfigError(
+            f"--frameworks wants distinct names among {', '.join(FRAMEWORK_LABELS)}, "
+            f"got {args.frameworks!r}"
+        )
     result = compare(args.project, config, args.workdir, args.run_id, frameworks, args.progress)
     what = ", ".join(str(getattr(config, k)) for k in ("model", "dataset") if hasattr(config, k))
     print(

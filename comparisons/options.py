@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from comparisons.registry import get_project
-from shared_data.configs.base import override, validate
+from shared_data.configs.base import ConfigError, override, validate
 
 # Flags that name a config field directly; --set covers every other field.
 CONFIG_FLAGS = (
@@ -31,7 +31,8 @@ def load_config(args: argparse.Namespace):
     Every field is validated before anything is built; a bad value raises ConfigError,
     which the CLI prints as one line.
     """
-    config = get_project(args.project).config(getattr(args, "variant", "default"))
+    project = get_project(args.project)
+    config = project.config(getattr(args, "variant", "default"))
     fields = set(type(config).__dataclass_fields__)
     changes = {}
     for key in CONFIG_FLAGS:
@@ -45,12 +46,12 @@ def load_config(args: argparse.Namespace):
     config = override(config, changes)
     config = override(config, list(getattr(args, "set", None) or []))
     validate(config)
+    if getattr(config, "augment", False) and project.task(config).augment is None:
+        raise ConfigError(f"field 'augment': project {project.name!r} has no training augmentation")
     return config
 
 
 def raise_unknown_flag(project: str, key: str) -> None:
     """A dedicated flag that the project's config has no field for."""
-    from shared_data.configs.base import ConfigError
-
     flag = "--" + key.replace("_", "-")
     raise ConfigError(f"{flag} does not apply to project {project!r} (its config has no {key!r})")

@@ -40,6 +40,10 @@ class Task:
                     raise ValueError(f"metric {name!r} reduces {key!r}, which is not a sum")
         if self.headline not in self.metric_names:
             raise ValueError(f"headline {self.headline!r} is none of {self.metric_names}")
+        if "loss" not in self.means:  # every table shows the training loss
+            raise ValueError("a task reduces a 'loss' metric (the mean training objective)")
+        if bool(self.evaluator) != bool(self.evaluator_metrics):
+            raise ValueError("evaluator and evaluator_metrics come together (names it returns)")
 
     @property
     def metric_names(self) -> tuple[str, ...]:

@@ -161,6 +161,8 @@ def fit(
     workdir = Path(workdir)
     if task.evaluator is not None and predict is None:
         raise TypeError("this task has a host-side evaluator: pass predict= to fit")
+    if config.augment and task.augment is None:
+        raise ConfigError("field 'augment': this project has no training augmentation")
     try:
         train, val = train_val_split(dataset.train, config.val_size, config.seed)
     except ValueError as err:

@@ -101,3 +101,23 @@ def test_compare_prints_and_writes_the_side_by_side_table(tmp_path, capsys):
     for framework in ("jax", "torch"):
         assert (tmp_path / "mnist" / framework / "t" / "summary.json").exists()
     assert (tmp_path / "mnist" / "compare" / "t" / "compare.md").read_text().count("|") > 20
+
+
+def test_cross_field_and_list_mistakes_are_one_line_errors(tmp_path, capsys):
+    cases = [
+        (["run", "mnist", "--framework", "jax", "--set", "conv_widths=16"], "'conv_widths'"),
+        (["run", "mnist", "--framework", "jax", "--set", "seed=99999999999999999999"], "'seed'"),
+        (
+            ["run", "mnist", "--framework", "jax", "--schedule", "cosine"]
+            + ["--set", "warmup_epochs=5"],
+            "'warmup_epochs'",
+        ),
+        (["run", "regression", "--framework", "torch", "--set", "augment=true"], "'augment'"),
+        (["compare", "mnist", "--frameworks", "jax,jax"], "--frameworks"),
+        (["compare", "mnist", "--frameworks", ","], "--frameworks"),
+    ]
+    for argv, field in cases:
+        code = main([*argv, "--variant", "smoke", "--workdir", str(tmp_path), "--no-progress"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and field in err, (argv, err)
+    assert not list(tmp_path.rglob("*")), "nothing may be built before the config is checked"

@@ -58,6 +58,16 @@ def test_a_task_refuses_reductions_of_unknown_sums_and_a_missing_headline():
         Task(sums=("a",), means={"m": ("a", "count")}, headline="m", higher_is_better=True)
     with pytest.raises(ValueError, match="headline"):
         Task(sums=("a", "n"), means={"m": ("a", "n")}, headline="x", higher_is_better=True)
+    with pytest.raises(ValueError, match="'loss'"):
+        Task(sums=("a", "n"), means={"m": ("a", "n")}, headline="m", higher_is_better=True)
+    with pytest.raises(ValueError, match="come together"):
+        Task(
+            sums=("a", "n"),
+            means={"loss": ("a", "n")},
+            headline="loss",
+            higher_is_better=False,
+            evaluator_metrics=("r2",),
+        )
     task = classification()
     assert task.better(0.9, 0.8) and task.format_of("accuracy") == "pct"
     assert task.describe()["headline"] == "test_accuracy"

@@ -151,14 +151,23 @@ def one_of(*choices: str) -> Check:
     return Check(lambda v: v in choices, f"one of {', '.join(choices)}", "nonexistent")
 
 
-def widths() -> Check:
-    """A non-empty tuple of positive integers, e.g. 256,128."""
-    return Check(lambda v: len(v) > 0 and all(w >= 1 for w in v), "positive widths", "0")
+def widths(count: int | None = None) -> Check:
+    """A non-empty tuple of positive integers, e.g. 256,128 (exactly `count` of them if set)."""
+    wants = f"{count} positive widths" if count else "positive widths"
+    return Check(
+        lambda v: len(v) > 0 and all(w >= 1 for w in v) and (count is None or len(v) == count),
+        wants,
+        "0",
+    )
 
 
 def existing_dir() -> Check:
-    """A folder that exists (None: the default search order)."""
-    return Check(os.path.isdir, "an existing folder", "/nonexistent/roadmap-data")
+    """A folder that exists (None: the default search order); ~ expands to the home folder."""
+    return Check(
+        lambda v: os.path.isdir(os.path.expanduser(v)),
+        "an existing folder",
+        "/nonexistent/roadmap-data",
+    )
 
 
 def field(default: Any, check: Check | None = None) -> Any:
@@ -249,13 +258,21 @@ class TrainConfig:
     gamma: float = field(0.7, above(0))  # decay per epoch of the "step" schedule
     warmup_epochs: float = field(0.0, at_least(0))  # linear warm-up of the "cosine" schedule
     augment: bool = False  # the project's training augmentation (see its Task)
-    seed: int = field(1, at_least(0))  # initial weights, data order, dropout and noise
+    seed: int = field(1, between(0, 2**32 - 1))  # initial weights, data order, dropout, noise
     log_every: int = field(100, at_least(1))  # steps between train-metric log lines
     checkpoint_every: int = field(0, at_least(0))  # steps between mid-epoch checkpoints
     max_steps: int | None = field(None, at_least(1))  # stop after this many steps (tests)
 
     def __post_init__(self):
         validate(self)
+
+    def check(self) -> None:
+        """Rules across fields (a subclass adding its own calls super().check())."""
+        if self.schedule == "cosine" and self.warmup_epochs >= self.epochs:
+            raise ConfigError(
+                f"field 'warmup_epochs' wants fewer than the {self.epochs} epochs of the cosine "
+                f"schedule, got {self.warmup_epochs}"
+            )
 
 
 def pick_variant(project: str, variants: dict[str, Any], variant: str) -> Any:

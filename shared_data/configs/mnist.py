@@ -39,7 +39,7 @@ class MnistConfig(TrainConfig):
     dataset: str = field("mnist", one_of(*DATASETS))  # IDX files, embedded digits, synthetic
     dropout: bool = True  # the CNN's two dropout layers (0.25, 0.5)
     hidden: tuple[int, ...] = field((256, 128), widths())  # MLP hidden widths
-    conv_widths: tuple[int, ...] = field((32, 64), widths())  # FastCNN's two conv widths
+    conv_widths: tuple[int, ...] = field((32, 64), widths(2))  # FastCNN's two conv widths
     # JAX's 2x2 max-pool: reshape + max (fast on XLA:CPU) or nn.max_pool's reduce_window
     # (stock; its gradient is select_and_scatter). Same values and gradients; torch ignores it.
     pool: str = field("reshape", one_of("reshape", "reduce_window"))

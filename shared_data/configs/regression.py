@@ -57,6 +57,7 @@ class RegressionConfig(TrainConfig):
 
     def check(self) -> None:
         """A real dataset must have the kind of target the model fits."""
+        super().check()
         name = resolve(self.dataset, self.model)
         if name != "synthetic" and self.model not in SERVES[name]:
             fits = [d for d, kinds in SERVES.items() if self.model in kinds]
