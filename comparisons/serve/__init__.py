@@ -75,11 +75,14 @@ def run(args) -> int:
         args.max_body_bytes,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    holder: dict = {}
+    failed: list[BaseException] = []
+
+    def stop(err: BaseException) -> None:
+        failed.append(err)
+        server.should_exit = True  # a model that cannot load leaves nothing to serve
+
     app = create_app(
-        lambda: load_backend(project, args.backend, path, args.model_threads),
-        settings,
-        on_load_error=lambda err: setattr(holder["server"], "should_exit", True),
+        lambda: load_backend(project, args.backend, path, args.model_threads), settings, stop
     )
     config = uvicorn.Config(
         app,
@@ -89,7 +92,10 @@ def run(args) -> int:
         access_log=False,  # a log line per request costs more than an MNIST CNN call
         timeout_graceful_shutdown=int(settings.timeout_s) + 5,
     )
-    server = holder["server"] = uvicorn.Server(config)
+    server = uvicorn.Server(config)
     print(f"roadmap serve: {project.name} ({args.backend}) from {path} on {args.host}:{args.port}")
     server.run()
+    if failed:  # the log above has the traceback
+        print(f"roadmap serve: error: could not load the model: {failed[0]}")
+        return 1
     return 0

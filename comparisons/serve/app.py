@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -201,6 +202,9 @@ def create_app(
             settings.queue,
             metrics.on_batch,
         )
+        # The millions of objects jax/torch import are permanent: freezing them keeps the
+        # collector from walking them in full collections (pauses of ~200 ms under load).
+        gc.freeze()
         batcher.start()
         metrics.queue_depth.set_function(lambda: batcher.admitted)
         state.update(backend=backend, batcher=batcher)
