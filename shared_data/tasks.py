@@ -31,6 +31,9 @@ class Task:
     augment: Callable[[Batch, np.random.Generator], Batch] | None = None  # training only
     evaluator: Evaluator | None = None  # host-side metrics from predictions
     evaluator_metrics: tuple[str, ...] = ()  # the names the evaluator returns
+    # A validation split held out of the training data, made like the test split the loader
+    # prepared (the VAE: binarised once, with fixed noise); None: used as it is.
+    prepare_eval: Callable[[Batch], Batch] | None = None
     formats: Mapping[str, str] = dataclasses.field(default_factory=dict)  # metric -> pct|f4
 
     def __post_init__(self):

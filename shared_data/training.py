@@ -167,6 +167,8 @@ def fit(
         train, val = train_val_split(dataset.train, config.val_size, config.seed)
     except ValueError as err:
         raise ConfigError(f"field 'val_size': {err}") from err
+    if task.prepare_eval is not None and _length(val):
+        val = task.prepare_eval(val)
     n_train = _length(train)
     steps_per_epoch = num_batches(n_train, config.batch_size, "drop")
     if steps_per_epoch == 0:

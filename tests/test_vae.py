@@ -158,3 +158,15 @@ def test_train_step_ir_shows_sampling_and_kl(tmp_path):
         assert step["ops"].get("exp", 0) > 0 and step["ops"].get("log1p", 0) > 0, fw
     hlo = (tmp_path / "jax" / "train_step.opt.hlo.txt").read_text()
     assert "/reparameterize/" in hlo and "(kl)/" in hlo  # jax.named_scope in the op metadata
+
+
+def test_a_validation_split_is_scored_like_the_test_split(tmp_path):
+    # Held out of the grey-level training data, it is binarised once and given fixed noise
+    # (Task.prepare_eval), so val and test losses are the same kind of number.
+    config = dataclasses.replace(get_project("vae").config("smoke"), val_size=64, epochs=1)
+    task = get_project("vae").task(config)
+    grey = {"image": np.full((4, 28, 28, 1), 0.5, np.float32), "label": np.zeros(4, np.int32)}
+    val = task.prepare_eval(grey)
+    assert set(np.unique(val["image"])) <= {0.0, 1.0} and val["noise"].shape == (4, 20)
+    summary = get_project("vae").module("jax").train_and_evaluate(config, tmp_path, progress=False)
+    assert np.isfinite(summary["history"][-1]["val_loss"])

@@ -21,8 +21,9 @@ Each epoch writes ``images/samples_epoch<N>.png`` (64 decodings of fixed prior d
 from __future__ import annotations
 
 import dataclasses
+import functools
 
-from shared_data.binarize import binarize_batch
+from shared_data.binarize import binarize_batch, fixed_test_split
 from shared_data.configs.base import TrainConfig, at_least, field, one_of, pick_variant
 from shared_data.tasks import Task
 
@@ -53,6 +54,8 @@ def get_task(config: VaeConfig) -> Task:
         headline="loss",
         higher_is_better=False,
         augment=binarize_batch,
+        # A validation split is scored like the test split: binarised once, fixed noise.
+        prepare_eval=functools.partial(fixed_test_split, latents=config.latents),
     )
 
 
