@@ -271,3 +271,18 @@ def test_number_formats_and_alignment():
     assert "n/a" in report_html.num(None)
     table = report_html.table(["name", "value"], [["a<b", 1.5], ["c", None]])
     assert "a&lt;b" in table and '<th class="num">value</th>' in table
+
+
+def test_runs_with_different_headlines_are_each_judged_by_their_own(tmp_path):
+    from comparisons.cli import main
+
+    for model in ("linear", "softmax"):
+        argv = ["run", "regression", "--framework", "jax", "--variant", "smoke", "--model", model]
+        assert main([*argv, "--run-id", model, "--workdir", str(tmp_path), "--no-progress"]) == 0
+    html = report.build_report(tmp_path, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "final test headline" in html
+    for model, metric in (("linear", "test_mse"), ("softmax", "test_accuracy")):
+        summary = json.loads((tmp_path / "regression" / "jax" / model / "summary.json").read_text())
+        value = summary["history"][-1][metric]
+        shown = f"{100 * value:.2f}%" if metric == "test_accuracy" else f"{value:.4f}"
+        assert f"{metric.removeprefix('test_')} {shown}" in html, (model, shown)

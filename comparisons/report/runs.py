@@ -153,10 +153,26 @@ def image_tag(path: Path, alt: str) -> Html:
     )
 
 
+def _run_headline(run: dict[str, Any], fallback: tuple[str, str]) -> tuple[str, str]:
+    """(history key, format) of the metric this run's own Task judged it by."""
+    task = run["summary"].get("task")
+    if isinstance(task, dict) and isinstance(task.get("headline"), str):
+        short = task["headline"].removeprefix("test_")
+        return task["headline"], (task.get("formats") or {}).get(short, "f4")
+    return fallback
+
+
 def runs_section(page: Page, name: str, pdir: Path) -> Html:
-    """HTML of one project's training runs: curves, pictures and the per-run table."""
+    """HTML of one project's training runs: curves, pictures and the per-run table.
+
+    A project's headline may depend on the config (regression: MSE for linear, accuracy for
+    the classifiers), so each run is judged by its own Task; the curves show the runs that
+    share the newest run's headline.
+    """
     runs = _discover_runs(page, pdir)
     metric, kind = _project_metric(name, runs)
+    headlines = {id(r): _run_headline(r, (metric, kind)) for r in runs}
+    mixed = len({h for h, _ in headlines.values()}) > 1
     if not runs:
         return page.note(
             f"no training runs under {page.show(page.runs_dir / name)}: run "
@@ -165,6 +181,8 @@ def runs_section(page: Page, name: str, pdir: Path) -> Html:
     parts = []
     curves, shown = [], {}
     for run in sorted(runs, key=lambda r: r["mtime"], reverse=True):
+        if headlines[id(run)][0] != metric:
+            continue  # another kind of number: its row in the table says which
         shown[run["framework"]] = shown.get(run["framework"], 0) + 1
         if shown[run["framework"]] > MAX_CURVES_PER_FRAMEWORK:
             continue
@@ -202,7 +220,7 @@ def runs_section(page: Page, name: str, pdir: Path) -> Html:
                 page.link(run["path"], run["run_id"]),
                 cell(run["config"].get("model")),
                 Num(esc(epochs)),
-                num(last.get(metric), kind),
+                _headline_cell(last, *headlines[id(run)], mixed),
                 *([num(last.get("test_loss"), "f4")] if loss_column else []),
                 num(s.get("train_examples_per_s"), "rate"),
                 num(s.get("first_step_s"), "f2"),
@@ -211,12 +229,19 @@ def runs_section(page: Page, name: str, pdir: Path) -> Html:
             ]
             + ([Html(" ".join(run["notes"]))] if any(r["notes"] for r in runs) else [])
         )
-    headers = ["framework", "run id", "model", "epochs", f"final {metric.replace('_', ' ')}"]
+    final = "final test headline" if mixed else f"final {metric.replace('_', ' ')}"
+    headers = ["framework", "run id", "model", "epochs", final]
     headers += ["test loss"] * loss_column
     headers += ["train examples/s", "first step (compile) s", "wall s", "params", "notes"]
     parts.append(table(headers[: len(rows[0])], rows))
     parts.append(images_section(page, runs))
     return Html("".join(parts))
+
+
+def _headline_cell(last: dict[str, Any], metric: str, kind: str, named: bool) -> Html:
+    """The run's final headline value, named when the table mixes kinds of headline."""
+    value = num(last.get(metric), kind)
+    return Num(f"{esc(metric.removeprefix('test_'))} {value}") if named else value
 
 
 _COMPARE_KNOWN = {"project", "run_id", "config", "date", "versions", "frameworks", "runs", "rows"}
