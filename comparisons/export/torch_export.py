@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchpath.common.loop import to_device
+from torchpath.common.loop import to_device, to_layout
 
 FORMATS = ("torch.export", "onnx", "torchscript")
 MAX_BATCH = 65536  # the dynamic batch dimension's upper bound (torch.export wants one)
@@ -30,16 +30,6 @@ def unavailable(fmt: str) -> str | None:
     return None
 
 
-def _layout(name: str, tensor: torch.Tensor) -> torch.Tensor:
-    # PARITY: the tensor half of torchpath.common.loop.to_device, which starts from numpy and
-    # so cannot be traced; keep the two in step (the round-trip verification checks they are).
-    if name == "image" and tensor.ndim == 4:
-        return tensor.permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
-    if name == "label":
-        return tensor.long()
-    return tensor
-
-
 class DataLayoutModel(torch.nn.Module):
     """predict(state, batch) on data-layer inputs (NHWC), positional in `model_inputs` order."""
 
@@ -49,7 +39,7 @@ class DataLayoutModel(torch.nn.Module):
         self._predict, self._state, self._names = predict, state, names
 
     def forward(self, *inputs):
-        batch = {name: _layout(name, x) for name, x in zip(self._names, inputs, strict=True)}
+        batch = {name: to_layout(name, x) for name, x in zip(self._names, inputs, strict=True)}
         return self._predict(self._state, batch)
 
 

@@ -19,18 +19,23 @@ from torchpath.common.checkpoint import Checkpointer
 from torchpath.common.state import num_params
 
 
+def to_layout(key: str, tensor: torch.Tensor) -> torch.Tensor:
+    """One batch field in torch's layout: the one place where NHWC images become NCHW."""
+    # Tensor in, tensor out, so torch.export can trace it (comparisons/export uses it too).
+    if key == "image" and tensor.ndim == 4:
+        return tensor.permute(0, 3, 1, 2).contiguous()  # PARITY: NHWC -> NCHW
+    if key == "label":
+        return tensor.long()  # PARITY: torch's losses want int64 class indices
+    return tensor
+
+
 def to_device(batch: dict[str, np.ndarray], device: str | torch.device = "cpu"):
-    """Move a numpy batch to `device`; the one place where NHWC images become NCHW."""
+    """Move a numpy batch to `device` in torch's layout (`to_layout`)."""
     # PARITY: the JAX twin has no device argument; jax places arrays on its default device.
-    out = {}
-    for key, value in batch.items():
-        tensor = torch.from_numpy(np.ascontiguousarray(value))
-        if key == "image" and tensor.ndim == 4:
-            tensor = tensor.permute(0, 3, 1, 2).contiguous()  # PARITY: NHWC -> NCHW
-        elif key == "label":
-            tensor = tensor.long()  # PARITY: torch's losses want int64 class indices
-        out[key] = tensor.to(device)
-    return out
+    return {
+        key: to_layout(key, torch.from_numpy(np.ascontiguousarray(value))).to(device)
+        for key, value in batch.items()
+    }
 
 
 def step_rng(seed: int, step: int) -> int:
@@ -39,15 +44,15 @@ def step_rng(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step) % (2**63)
 
 
-def zero_sums(keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """Metric accumulators at the start of an epoch."""
-    return {k: torch.zeros((), dtype=torch.float32) for k in keys}
-
-
 def add_sums(sums: dict[str, torch.Tensor], metrics: dict[str, torch.Tensor]) -> dict:
     """The accumulators plus one step's metric sums."""
     # PARITY: JAX compiles this add into one call; eager torch adds each scalar in turn.
     return {k: sums[k] + metrics[k] for k in sums}
+
+
+def zero_sums(keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Metric accumulators at the start of an epoch."""
+    return {k: torch.zeros((), dtype=torch.float32) for k in keys}
 
 
 def _synchronize(value: Any) -> Any:

@@ -34,6 +34,8 @@ class VAE(nn.Module):
 
     def reparameterize(self, mu, logvar, noise: torch.Tensor | None = None) -> torch.Tensor:
         """z = mu + noise * sigma; without `noise`, it is drawn from torch's global generator."""
+        # PARITY: JAX wraps this in jax.named_scope("reparameterize") so the name reaches the
+        # HLO's op metadata for `roadmap ir`; torch's graphs keep the function's ATen ops.
         std = torch.exp(0.5 * logvar)
         if noise is None:
             # PARITY: JAX draws from its "noise" key; train_step seeds torch's global generator
@@ -80,6 +82,7 @@ def reconstruction_nll(logits: torch.Tensor, images: torch.Tensor) -> torch.Tens
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(q(z|x) || N(0, I)) per example, in closed form."""
+    # PARITY: JAX names this jax.named_scope("kl") for the HLO metadata; see reparameterize.
     return -0.5 * torch.sum(1.0 + logvar - mu**2 - torch.exp(logvar), dim=-1)
 
 

@@ -22,6 +22,9 @@ from torchpath.common.rng import stream
 from torchpath.common.state import TorchState, new_torch_state
 from torchpath.vae.model import create_model, elbo_sums, elbo_terms
 
+# PARITY: JAX's RNG_STREAMS = ("noise",) names the Flax rngs it passes; here the one stream
+# seeds the global generator in train_step (_seed_noise).
+
 
 def create_state(config, steps_per_epoch: int, init_weights: Any = None) -> TorchState:
     """Model, parameters (from `config.seed` or `init_weights`) and optimizer in one state."""
