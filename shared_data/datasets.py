@@ -130,7 +130,7 @@ def describe_sources(data_dir: str | Path | None = None) -> list[dict]:
     ]
 
 
-def load_for_config(config) -> ImageDataset:
+def load_for_config(config, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> ImageDataset:
     """The dataset a project config names (dataset, data_dir, download, seed, limits)."""
     return load_image_dataset(
         config.dataset,
@@ -139,4 +139,6 @@ def load_for_config(config) -> ImageDataset:
         seed=config.seed,
         limit_train=config.limit_train,
         limit_test=config.limit_test,
+        mean=mean,
+        std=std,
     )

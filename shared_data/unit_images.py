@@ -7,19 +7,11 @@ files, the embedded scikit-learn digits, synthetic data), same splits, same Imag
 
 from __future__ import annotations
 
-from .datasets import ImageDataset, load_image_dataset
+from . import datasets
+from .datasets import ImageDataset
 
 
 def load_for_config(config) -> ImageDataset:
     """The [0, 1] dataset a project config names (dataset, data_dir, download, seed, limits)."""
     # mean 0, std 1: x / 255, the grey level as a probability.
-    return load_image_dataset(
-        config.dataset,
-        config.data_dir,
-        download=config.download,
-        seed=config.seed,
-        limit_train=config.limit_train,
-        limit_test=config.limit_test,
-        mean=0.0,
-        std=1.0,
-    )
+    return datasets.load_for_config(config, mean=0.0, std=1.0)
