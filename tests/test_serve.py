@@ -160,19 +160,20 @@ def test_concurrent_requests_share_model_calls(backends):
 def test_a_full_queue_answers_503_and_a_slow_answer_504(backends):
     with serving(backends["torch"], queue=1, max_wait_ms=300) as (url, _):
         first, second = asyncio.run(_concurrently(url, 2, delay_s=0.1))
-    assert (first.status_code, second.status_code) == (200, 503)
-    assert "queue full" in second.json()["error"]
+    refused = first if first.status_code == 503 else second  # whichever got in second
+    assert sorted([first.status_code, second.status_code]) == [200, 503]
+    assert "queue full" in refused.json()["error"]
     with serving(backends["torch"], max_wait_ms=300, timeout_s=0.05) as (url, _):
         (late,) = asyncio.run(_concurrently(url, 1))
     assert late.status_code == 504 and "no answer within" in late.json()["error"]
 
 
 def test_shutdown_finishes_the_requests_in_flight(backends):
-    with serving(backends["torch"], max_wait_ms=500) as (url, server):
+    with serving(backends["torch"], max_wait_ms=1000) as (url, server):
 
         async def request_then_stop():
             pending = asyncio.ensure_future(_concurrently(url, 1))
-            await asyncio.sleep(0.15)
+            await asyncio.sleep(0.3)  # the request is in, waiting for company
             server.should_exit = True  # as SIGTERM does
             return await pending
 

@@ -116,7 +116,6 @@ async def load_test(
 ) -> dict[str, Any]:
     """Results of every concurrency level against the server at `url` (loopback only)."""
     url = check_local(url)
-    gc.freeze()  # the client's imports are permanent; collections then skip them (no pauses)
     async with httpx.AsyncClient(timeout=60.0) as client:
         metadata = (await client.get(f"{url}/metadata")).raise_for_status().json()
     body = request_body(metadata["input_schema"], batch)
@@ -156,6 +155,7 @@ def run(args) -> int:
     if not levels or min(levels) < 1 or args.duration_s <= 0 or args.max_requests < 1:
         print("roadmap loadtest: concurrency, --duration-s and --max-requests must be positive")
         return 2
+    gc.freeze()  # the client's imports are permanent; full collections then skip them
     result = asyncio.run(
         load_test(args.url, levels, args.duration_s, args.max_requests, args.warmup_s, args.batch)
     )
