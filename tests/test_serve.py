@@ -14,13 +14,15 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from comparisons.cli import main
 from comparisons.loadtest import check_local, load_test
-from comparisons.registry import FRAMEWORKS, get_project
+from comparisons.registry import FRAMEWORKS, get_project, list_projects
 from comparisons.runs import load_trained
 from comparisons.serve import Settings, create_app, load_backend
+from comparisons.serve.inputs import image_input
 from shared_data.batches import to_float_nhwc
 
 PROJECT = get_project("mnist")
@@ -208,3 +210,25 @@ def test_loadtest_measures_a_local_server_and_refuses_others(backends):
 def test_serve_without_a_run_is_a_clear_error(tmp_path, capsys):
     assert main(["serve", "mnist", "--backend", "torch", "--workdir", str(tmp_path)]) == 2
     assert "roadmap run mnist --framework torch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("project", list_projects(), ids=lambda p: p.name)
+def test_every_project_is_served_from_its_registry_entry(project, tmp_path):
+    config = project.config("smoke")
+    path = tmp_path / project.name / "torch" / "r1"
+    project.module("torch").train_and_evaluate(config, path, progress=False)
+    backend = load_backend(project, "torch", path)
+    batch = project.example_batch(2, seed=4, config=config)
+    inputs = {name: batch[name] for name in project.model_inputs}
+    _, state, _ = load_trained(project, "torch", path)
+    loop = importlib.import_module("torchpath.common.loop")
+    expected = project.module("torch").predict(state, loop.to_device(inputs)).numpy()
+    with TestClient(create_app(lambda: backend, Settings(max_batch=4))) as client:
+        while client.get("/readyz").status_code != 200:
+            time.sleep(0.05)
+        body = {"inputs": {name: value.tolist() for name, value in inputs.items()}}
+        answer = client.post("/predict", json=body)
+        blank = png(np.zeros((28, 28), np.uint8))
+        upload = client.post("/predict", files={"file": ("x.png", blank)})
+    np.testing.assert_allclose(answer.json()["outputs"], expected, rtol=1e-5, atol=1e-5)
+    assert upload.status_code == (200 if image_input(backend.specs) else 415), upload.text

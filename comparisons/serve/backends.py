@@ -39,8 +39,8 @@ class Backend:
     def run_warmup(self, max_batch: int) -> None:
         """Prime the model (compilation, allocator) so the first request is not the slow one."""
         self.warmup(max_batch)
-        example = self.project.example_batch(1)
-        self.predict({k: example[k] for k in self.specs})
+        rng = np.random.default_rng(0)
+        self.predict({name: spec.sample(rng, 1) for name, spec in self.specs.items()})
 
 
 def params_sha256(named_arrays: list[tuple[str, np.ndarray]]) -> str:
