@@ -29,14 +29,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--run", dest="run", help="run id (default: the newest run)")
     defaults = Settings()
-    parser.add_argument("--max-batch", dest="max_batch", type=int, default=defaults.max_batch)
     parser.add_argument(
-        "--max-wait-ms", dest="max_wait_ms", type=float, default=defaults.max_wait_ms
+        "--max-batch",
+        dest="max_batch",
+        type=int,
+        default=defaults.max_batch,
+        help="examples per model call, and the most one request may send",
     )
-    parser.add_argument("--queue", type=int, default=defaults.queue, help="requests admitted")
-    parser.add_argument("--timeout-s", dest="timeout_s", type=float, default=defaults.timeout_s)
     parser.add_argument(
-        "--max-body-bytes", dest="max_body_bytes", type=int, default=defaults.max_body_bytes
+        "--max-wait-ms",
+        dest="max_wait_ms",
+        type=float,
+        default=defaults.max_wait_ms,
+        help="how long a batch's first request waits for others",
+    )
+    parser.add_argument(
+        "--queue", type=int, default=defaults.queue, help="requests admitted before 503"
+    )
+    parser.add_argument(
+        "--timeout-s",
+        dest="timeout_s",
+        type=float,
+        default=defaults.timeout_s,
+        help="per request, queueing included, before 504",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        dest="max_body_bytes",
+        type=int,
+        default=defaults.max_body_bytes,
+        help="larger request bodies get 413",
     )
     parser.add_argument(
         "--model-threads",
@@ -60,6 +82,9 @@ def run(args) -> int:
     from comparisons.env import pin_cpu_fp32
     from comparisons.registry import get_project
 
+    if args.device != "cpu":
+        print("roadmap serve: serving runs on the CPU here (--device cpu)")
+        return 2
     if args.max_batch < 1 or args.queue < 1 or args.timeout_s <= 0 or args.max_wait_ms < 0:
         print("roadmap serve: --max-batch, --queue, --timeout-s must be positive")
         return 2
