@@ -232,3 +232,23 @@ def test_every_project_is_served_from_its_registry_entry(project, tmp_path):
         upload = client.post("/predict", files={"file": ("x.png", blank)})
     np.testing.assert_allclose(answer.json()["outputs"], expected, rtol=1e-5, atol=1e-5)
     assert upload.status_code == (200 if image_input(backend.specs) else 415), upload.text
+
+
+def test_not_ready_until_the_model_is_loaded_and_warm(backends):
+    loaded = threading.Event()
+
+    def slow_loader():
+        loaded.wait(30)
+        return backends["torch"]
+
+    with TestClient(create_app(slow_loader)) as client:
+        assert client.get("/healthz").status_code == 200
+        not_ready = client.get("/readyz")
+        early = client.post("/predict", json={"inputs": {"image": [[[[0.0]]]]}})
+        loaded.set()
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.get("/readyz").json() == {"ready": True}
+    assert not_ready.status_code == 503 and "loading" in not_ready.json()["error"]
+    assert early.status_code == 503 and "not loaded yet" in early.json()["error"]
