@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import io
 import json
@@ -252,3 +253,24 @@ def test_not_ready_until_the_model_is_loaded_and_warm(backends):
         assert client.get("/readyz").json() == {"ready": True}
     assert not_ready.status_code == 503 and "loading" in not_ready.json()["error"]
     assert early.status_code == 503 and "not loaded yet" in early.json()["error"]
+
+
+def test_a_failing_model_call_is_a_json_500_and_the_server_stays_up(backends):
+    torch_backend = backends["torch"]
+
+    def predict(batch):
+        if batch["image"][0, 0, 0, 0] == 7.0:
+            raise RuntimeError("boom")
+        return torch_backend.predict(batch)
+
+    failing = dataclasses.replace(torch_backend, predict=predict)
+    image = np.zeros((1, 28, 28, 1))
+    with TestClient(create_app(lambda: failing)) as client:
+        while client.get("/readyz").status_code != 200:
+            time.sleep(0.05)
+        image[0, 0, 0, 0] = 7.0
+        failed = client.post("/predict", json={"inputs": {"image": image.tolist()}})
+        image[0, 0, 0, 0] = 0.0
+        fine = client.post("/predict", json={"inputs": {"image": image.tolist()}})
+    assert failed.status_code == 500 and failed.json() == {"error": "model error: RuntimeError"}
+    assert fine.status_code == 200

@@ -255,6 +255,9 @@ def create_app(
             raise BadRequest(503, f"queue full: {err}; retry later") from None
         except asyncio.TimeoutError:
             raise BadRequest(504, f"no answer within {settings.timeout_s} s") from None
+        except Exception as err:  # noqa: BLE001 - the model failed: say so in JSON, stay up
+            log.exception("model call failed")
+            return JSONResponse({"error": f"model error: {type(err).__name__}"}, status_code=500)
         return JSONResponse({"outputs": outputs.tolist()})
 
     @app.get("/healthz")

@@ -118,12 +118,12 @@ class Batcher:
             items = [i for i in await self._next_batch() if not i.future.done()]
             if not items:
                 continue
-            keys = items[0].inputs.keys()
-            batch = {k: np.concatenate([i.inputs[k] for i in items]) for k in keys}
             start = time.perf_counter()
             try:
+                keys = items[0].inputs.keys()
+                batch = {k: np.concatenate([i.inputs[k] for i in items]) for k in keys}
                 outputs = await loop.run_in_executor(self._executor, self.predict, batch)
-            except Exception as err:  # noqa: BLE001 - every waiting request gets the error
+            except Exception as err:  # noqa: BLE001 - the requests get the error; the worker lives
                 for item in items:
                     if not item.future.done():
                         item.future.set_exception(err)
