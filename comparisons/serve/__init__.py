@@ -98,6 +98,7 @@ def run(args) -> int:
         args.timeout_s,
         args.batching,
         args.max_body_bytes,
+        freeze_gc=True,  # this process only serves: its imported modules stay for good
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     failed: list[BaseException] = []

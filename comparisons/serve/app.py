@@ -47,6 +47,7 @@ class Settings:
     timeout_s: float = 10.0  # per request, queueing included, before 504
     batching: bool = True  # False: one model call per request (the load test's baseline)
     max_body_bytes: int = 4 << 20  # larger bodies get 413 before they are parsed
+    freeze_gc: bool = False  # gc.freeze() once loaded: for a server process of its own
 
 
 class Outputs(BaseModel):
@@ -204,7 +205,8 @@ def create_app(
         )
         # The millions of objects jax/torch import are permanent: freezing them keeps the
         # collector from walking them in full collections (pauses of ~200 ms under load).
-        gc.freeze()
+        if settings.freeze_gc:
+            gc.freeze()
         batcher.start()
         metrics.queue_depth.set_function(lambda: batcher.admitted)
         state.update(backend=backend, batcher=batcher)
