@@ -15,9 +15,14 @@ from shared_data.errors import DataError
 TOOLS = ("ir", "bench", "report", "export", "serve", "loadtest")
 
 
-def _add_common(parser: argparse.ArgumentParser, project: bool = True, training=False) -> None:
+def _add_common(
+    parser: argparse.ArgumentParser, project: bool = True, training=False, config: bool = True
+) -> None:
     if project:
         parser.add_argument("project", help="project name (see `roadmap list`)")
+    if project and not config:  # the config comes from a finished run (export, serve)
+        parser.add_argument("--device", default="cpu", help="cpu, cuda or gpu")
+    if project and config:
         parser.add_argument("--variant", default="default", help="config variant")
         parser.add_argument("--model", help="model name, e.g. mlp or cnn")
         parser.add_argument(
@@ -32,7 +37,7 @@ def _add_common(parser: argparse.ArgumentParser, project: bool = True, training=
             dest="data_dir",
             help="folder holding the datasets (default: $ROADMAP_DATA_DIR, then ~/.cache/roadmap)",
         )
-        parser.add_argument("--dataset", help="dataset: mnist, digits (embedded) or synthetic")
+        parser.add_argument("--dataset", help="dataset of the project (see `roadmap list`)")
         parser.add_argument(
             "--download", action="store_true", help="download the dataset if it is nowhere local"
         )
@@ -106,8 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.set_defaults(func=lambda a, e=err, n=name: _unavailable(n, e))
             continue
         p = sub.add_parser(name, help=(module.__doc__ or name).strip().splitlines()[0])
-        # A tool module says TAKES_PROJECT = False when it works on no one project (report).
-        _add_common(p, project=getattr(module, "TAKES_PROJECT", True))
+        # A tool module says TAKES_PROJECT = False when it works on no one project (report),
+        # TAKES_CONFIG = False when it reads the config of a finished run (export, serve).
+        _add_common(
+            p,
+            project=getattr(module, "TAKES_PROJECT", True),
+            config=getattr(module, "TAKES_CONFIG", True),
+        )
         module.add_arguments(p)
         p.set_defaults(func=module.run)
     return parser

@@ -17,7 +17,11 @@ from comparisons.export.core import (
 )
 from comparisons.export.loaders import load_artifact, read_manifest
 
+# The CLI adds the project and --workdir, not the training flags: the config is the run's.
+TAKES_CONFIG = False
+
 __all__ = [
+    "TAKES_CONFIG",
     "FORMATS",
     "VerificationError",
     "add_arguments",

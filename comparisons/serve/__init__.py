@@ -14,7 +14,18 @@ import os
 from comparisons.serve.app import Settings, create_app
 from comparisons.serve.backends import BACKENDS, Backend, load_backend, run_path
 
-__all__ = ["Backend", "Settings", "add_arguments", "create_app", "load_backend", "run"]
+# The CLI adds the project and --workdir, not the training flags: the config is the run's.
+TAKES_CONFIG = False
+
+__all__ = [
+    "TAKES_CONFIG",
+    "Backend",
+    "Settings",
+    "add_arguments",
+    "create_app",
+    "load_backend",
+    "run",
+]
 
 
 def _cores() -> int:
