@@ -18,6 +18,7 @@ from jaxpath.common import runtime as jrt
 
 TUNED = jrt.tunables_string()
 FLAG = jrt.XLA_FAST_FLAGS[0]
+FLAGS = " ".join(jrt.XLA_FAST_FLAGS)  # every fast flag, as the fast runtime sets XLA_FLAGS
 known = lambda flag: True  # noqa: E731
 unknown = lambda flag: False  # noqa: E731
 
@@ -32,7 +33,7 @@ def test_fast_sets_tunables_and_known_flags_keeping_the_users(glibc):
     env = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1", "XLA_FLAGS": "--xla_dump_to=/tmp/d"}
     out = runtime.target_environ(env, *runtime.resolve("fast", None, None), flag_ok=known)
     assert out["GLIBC_TUNABLES"] == f"{TUNED}:glibc.malloc.hugetlb=1"
-    assert out["XLA_FLAGS"] == f"--xla_dump_to=/tmp/d {FLAG}"
+    assert out["XLA_FLAGS"] == f"--xla_dump_to=/tmp/d {FLAGS}"
     assert jrt.allocator_in_force(out) == "glibc (tuned)"
 
 
@@ -42,7 +43,7 @@ def test_a_flag_jaxlib_does_not_know_is_left_out(glibc):
 
 
 def test_stock_removes_only_what_fast_adds(glibc):
-    fast = {"GLIBC_TUNABLES": f"{TUNED}:glibc.malloc.hugetlb=1", "XLA_FLAGS": f"--a=1 {FLAG}"}
+    fast = {"GLIBC_TUNABLES": f"{TUNED}:glibc.malloc.hugetlb=1", "XLA_FLAGS": f"--a=1 {FLAGS}"}
     fast["LD_PRELOAD"] = "/x/libtcmalloc_minimal.so.4:/other.so"
     out = runtime.target_environ(fast, *runtime.resolve("stock", None, None), flag_ok=known)
     assert out == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1", "XLA_FLAGS": "--a=1",
@@ -60,9 +61,9 @@ def test_explicit_options_override_the_runtime():
 
 def test_a_flag_the_user_set_is_theirs(glibc):
     env = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=-individual_dot"}
-    assert (
-        runtime.target_environ(env, "tuned", True, flag_ok=known)["XLA_FLAGS"] == env["XLA_FLAGS"]
-    )
+    out = runtime.target_environ(env, "tuned", True, flag_ok=known)["XLA_FLAGS"].split()
+    # Their value of the flag stays; the fast flags they did not set are added.
+    assert out == [env["XLA_FLAGS"], *jrt.XLA_FAST_FLAGS[1:]]
 
 
 def test_preloaded_allocator_replaces_the_tunables(glibc, monkeypatch, tmp_path):
@@ -91,7 +92,7 @@ def test_reexec_once_then_never(glibc, monkeypatch):
     runtime.ensure_runtime("fast", None, None, ["compare", "mnist"])
     ((args, env),) = calls
     assert args[1:] == ["-m", "comparisons.cli", "compare", "mnist"]
-    assert env["GLIBC_TUNABLES"] == TUNED and env["XLA_FLAGS"] == FLAG
+    assert env["GLIBC_TUNABLES"] == TUNED and env["XLA_FLAGS"] == FLAGS
     assert env[jrt.WARNING_ENV] == "0"  # the command chose its runtime: no advice to print
     for key in runtime.KEYS + (runtime.REEXEC_MARK,):  # the child: already in the runtime
         if key in env:
@@ -106,14 +107,16 @@ def test_reexec_once_then_never(glibc, monkeypatch):
 
 def test_record_says_what_was_in_force(glibc, monkeypatch):
     monkeypatch.setattr(runtime, "xla_flag_supported", lambda flag, probe=True: True)
-    fast = {"GLIBC_TUNABLES": TUNED, "XLA_FLAGS": FLAG}
+    fast = {"GLIBC_TUNABLES": TUNED, "XLA_FLAGS": FLAGS}
     for start, now, label in (({}, {}, "stock"), (fast, fast, "fast"), (fast, {}, "custom")):
         monkeypatch.setattr(runtime, "startup_environ", lambda s=start: dict(s))
         monkeypatch.setattr(runtime.os, "environ", dict(now))
         record = runtime.runtime_record()
         assert record["runtime"] == label, (start, now)
         assert all(isinstance(v, str) for v in record.values())
-    assert record["allocator"] == "glibc (tuned)" and record["xla_fast_flags"] == f"{FLAG}: off"
+    assert record["allocator"] == "glibc (tuned)" and record["xla_fast_flags"] == "; ".join(
+        f"{f}: off" for f in jrt.XLA_FAST_FLAGS
+    )
 
 
 def test_flag_detection_scans_then_probes_then_caches(monkeypatch, tmp_path):
@@ -146,9 +149,10 @@ def test_warning_once_and_silenceable(monkeypatch):
 
 def test_missing_settings_reads_the_environment(glibc, monkeypatch):
     monkeypatch.setattr(jrt, "xla_flag_supported", lambda flag, probe=False: True)
-    assert jrt.missing_settings({"GLIBC_TUNABLES": TUNED, "XLA_FLAGS": FLAG}) == []
-    assert jrt.missing_settings({"LD_PRELOAD": "/l/libtcmalloc.so", "XLA_FLAGS": FLAG}) == []
-    assert jrt.missing_settings({}) == [f"GLIBC_TUNABLES={TUNED}", f"XLA_FLAGS={FLAG}"]
+    assert jrt.missing_settings({"GLIBC_TUNABLES": TUNED, "XLA_FLAGS": FLAGS}) == []
+    assert jrt.missing_settings({"LD_PRELOAD": "/l/libtcmalloc.so", "XLA_FLAGS": FLAGS}) == []
+    missing = [f"GLIBC_TUNABLES={TUNED}", *(f"XLA_FLAGS={f}" for f in jrt.XLA_FAST_FLAGS)]
+    assert jrt.missing_settings({}) == missing
 
 
 def test_a_process_started_under_the_tunables_records_them():
