@@ -10,7 +10,6 @@ that `roadmap export` wrote and verified. Nothing here names a project.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -41,19 +40,6 @@ class Backend:
         self.warmup(max_batch)
         rng = np.random.default_rng(0)
         self.predict({name: spec.sample(rng, 1) for name, spec in self.specs.items()})
-
-
-def params_sha256(named_arrays: list[tuple[str, np.ndarray]]) -> str:
-    """sha256 of the inference weights, by `roadmap export`'s method (its manifest's weights)."""
-    # Same bytes as comparisons/export's WEIGHTS_METHOD, so a served run and its export show
-    # the same checksum: '<name>\0<dtype>\0<shape>\0' then little-endian C-order bytes.
-    digest = hashlib.sha256()
-    for name, array in sorted(named_arrays, key=lambda pair: pair[0]):
-        array = np.ascontiguousarray(array)
-        array = array.astype(array.dtype.newbyteorder("<"), copy=False)
-        digest.update(f"{name}\0{array.dtype.str}\0{list(array.shape)}\0".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
 
 
 def schema(specs: dict[str, InputSpec]) -> dict[str, Any]:
@@ -88,6 +74,8 @@ def _run_metadata(project, backend, config, path: Path, step: int) -> dict[str, 
 def _load_jax(project: Project, path: Path, threads: int | None = None) -> Backend:
     import jax
 
+    from comparisons.export import jax_export
+    from comparisons.export.core import sha256_arrays
     from jaxpath.common.loop import to_device
 
     config, state, step = load_trained(project, "jax", path)
@@ -112,11 +100,9 @@ def _load_jax(project: Project, path: Path, threads: int | None = None) -> Backe
             predict({k: np.zeros((n, *s.shape), s.dtype) for k, s in specs.items()})
             n *= 2
 
-    variables = {"params": state.params, "batch_stats": getattr(state, "batch_stats", None) or {}}
-    flat = jax.tree_util.tree_flatten_with_path(variables)[0]
-    named = [(jax.tree_util.keystr(keys), np.asarray(leaf)) for keys, leaf in flat]
     meta = _run_metadata(project, "jax", config, path, step)
-    meta["weights_sha256"] = params_sha256(named)
+    # `roadmap export`'s checksum of the same weights, so a run and its export show one value.
+    meta["weights_sha256"] = sha256_arrays(jax_export.weight_arrays(state))
     meta["versions"] = {"jax": jax.__version__}
     return Backend("jax", project, _model_specs(project, config), predict, meta, warmup)
 
@@ -124,6 +110,8 @@ def _load_jax(project: Project, path: Path, threads: int | None = None) -> Backe
 def _load_torch(project: Project, path: Path, threads: int | None = None) -> Backend:
     import torch
 
+    from comparisons.export import torch_export
+    from comparisons.export.core import sha256_arrays
     from torchpath.common.loop import to_device
 
     if threads:
@@ -137,9 +125,8 @@ def _load_torch(project: Project, path: Path, threads: int | None = None) -> Bac
         with torch.inference_mode():
             return train.predict(state, to_device(batch)).cpu().numpy()
 
-    named = [(k, v.detach().cpu().numpy()) for k, v in state.model.state_dict().items()]
     meta = _run_metadata(project, "torch", config, path, step)
-    meta["weights_sha256"] = params_sha256(named)
+    meta["weights_sha256"] = sha256_arrays(torch_export.weight_arrays(state))
     meta["versions"] = {"torch": torch.__version__}
     return Backend("torch", project, _model_specs(project, config), predict, meta)
 
