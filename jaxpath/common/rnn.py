@@ -12,6 +12,8 @@ outputs: [B, T, D*H] (batch_first) or [T, B, D*H]; h_n, c_n: [num_layers*D, B, H
 l{k}_reverse, after torch's weight_ih_l{k}[_reverse], so comparisons/weights_rnn.py maps
 names one to one: params["l0_reverse"]["cell"]["ii"]["kernel"] is the input kernel of the
 first layer's backward i gate.
+
+No torchpath twin: torch's own nn.LSTM and nn.GRU are the reference these layers copy.
 """
 
 from __future__ import annotations

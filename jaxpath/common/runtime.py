@@ -20,6 +20,8 @@ runs on the CPU without them. Silence it with ROADMAP_RUNTIME_WARNING=0 or
 `warnings.filterwarnings("ignore", category=SlowRuntimeWarning)`.
 
 Nothing here imports jax at module level: the CLI reads these names before JAX may start.
+
+No torchpath twin: torch needs no such settings (its own measurements are in BENCHMARKS.md).
 """
 
 from __future__ import annotations
