@@ -88,10 +88,9 @@ def _history(run: dict[str, Any]) -> list[dict[str, Any]]:
 def _project_metric(name: str, runs: list[dict[str, Any]]) -> tuple[str, str]:
     """(history key, format) a project is judged by: its runs' Task, else the registry's."""
     for run in sorted(runs, key=lambda r: r["mtime"], reverse=True):
-        task = run["summary"].get("task")
-        if isinstance(task, dict) and isinstance(task.get("headline"), str):
-            short = task["headline"].removeprefix("test_")
-            return task["headline"], (task.get("formats") or {}).get(short, "f4")
+        headline = _run_headline(run, None)
+        if headline is not None:
+            return headline
     try:
         from comparisons.registry import get_project
 
@@ -153,7 +152,7 @@ def image_tag(path: Path, alt: str) -> Html:
     )
 
 
-def _run_headline(run: dict[str, Any], fallback: tuple[str, str]) -> tuple[str, str]:
+def _run_headline(run: dict[str, Any], fallback: Any) -> tuple[str, str] | Any:
     """(history key, format) of the metric this run's own Task judged it by."""
     task = run["summary"].get("task")
     if isinstance(task, dict) and isinstance(task.get("headline"), str):
