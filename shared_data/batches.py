@@ -45,7 +45,8 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def _common_length(arrays: Mapping[str, np.ndarray]) -> int:
+def num_examples(arrays: Mapping[str, np.ndarray]) -> int:
+    """The leading dimension every array of a split shares (an error if they differ)."""
     if not arrays:
         raise ValueError("arrays is empty; pass e.g. {'image': ..., 'label': ...}")
     lengths = {key: len(value) for key, value in arrays.items()}
@@ -66,7 +67,7 @@ def iterate_batches(
     augment: Callable[[Batch, np.random.Generator], Batch] | None = None,
 ) -> Iterator[Batch]:
     """Yield one epoch of fixed-size batches; "pad" adds a float32 "mask" key to every batch."""
-    n = _common_length(arrays)
+    n = num_examples(arrays)
     total = num_batches(n, batch_size, remainder)
     if start_batch < 0:
         raise ValueError(f"start_batch must be >= 0, got {start_batch}")
@@ -121,7 +122,7 @@ def train_val_split(
     arrays: Mapping[str, np.ndarray], val_size: int, seed: int
 ) -> tuple[Batch, Batch]:
     """Split arrays into (train, val) with val_size random rows, deterministic in seed."""
-    n = _common_length(arrays)
+    n = num_examples(arrays)
     if val_size < 0 or val_size >= n:
         raise ValueError(
             f"val_size must be in 0..{n - 1} (there are {n} examples), got {val_size}; "

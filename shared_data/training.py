@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .batches import iterate_batches, num_batches, train_val_split
+from .batches import iterate_batches, num_batches, num_examples, train_val_split
 from .configs.base import ConfigError, to_dict
 from .runlog import CONFIG_FILE, SUMMARY_FILE, RunLogger, StepTimer, write_json
 from .tasks import Task
@@ -66,13 +66,9 @@ def check_resume_config(path: Path, config) -> None:
         )
 
 
-def _length(arrays: dict) -> int:
-    return len(next(iter(arrays.values())))
-
-
 def train_steps_per_epoch(config, dataset) -> int:
     """Optimizer steps in one epoch of `dataset.train` (validation held out, remainder dropped)."""
-    n_train = max(_length(dataset.train) - config.val_size, 0)
+    n_train = max(num_examples(dataset.train) - config.val_size, 0)
     return num_batches(n_train, config.batch_size, "drop")
 
 
@@ -87,7 +83,7 @@ def evaluate(
 ) -> dict:
     """Every metric of `task` over every example of `arrays` (last batch padded and masked)."""
     sums = fw.zero_sums(task.sums)
-    outputs, remaining = [], _length(arrays)
+    outputs, remaining = [], num_examples(arrays)
     for batch in iterate_batches(arrays, batch_size, shuffle=False, remainder="pad"):
         device_batch = fw.to_device(batch)
         metrics = eval_step(state, device_batch)
@@ -167,9 +163,9 @@ def fit(
         train, val = train_val_split(dataset.train, config.val_size, config.seed)
     except ValueError as err:
         raise ConfigError(f"field 'val_size': {err}") from err
-    if task.prepare_eval is not None and _length(val):
+    if task.prepare_eval is not None and num_examples(val):
         val = task.prepare_eval(val)
-    n_train = _length(train)
+    n_train = num_examples(train)
     steps_per_epoch = num_batches(n_train, config.batch_size, "drop")
     if steps_per_epoch == 0:
         raise ConfigError(
@@ -267,7 +263,7 @@ def fit(
         record.update({f"train_{k}": v for k, v in train_means.items()})
         splits = {"train_epoch": train_means}
         for split, arrays in (("test", dataset.test), ("val", val)):
-            if _length(arrays):
+            if num_examples(arrays):
                 scores = evaluate(
                     fw, task, eval_step, state, arrays, config.eval_batch_size, predict
                 )
