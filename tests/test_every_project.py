@@ -21,13 +21,11 @@ PROJECTS = list_projects()
 
 
 class _Text(HTMLParser):
+    """The page's visible text, chunk by chunk."""
+
     def __init__(self):
         super().__init__()
         self.chunks: list[str] = []
-        self.tags: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
 
     def handle_data(self, data):
         if data.strip():
