@@ -9,14 +9,17 @@ from pathlib import Path
 import numpy as np
 
 from .batches import MNIST_MEAN, MNIST_STD, to_float_nhwc
+from .cifar10 import _not_found_message as _cifar10_not_found
+from .cifar10 import cifar10_path, load_cifar10_with_source
 from .digits import DIGITS_SOURCE, load_digits_as_mnist
 from .errors import DataError
 from .mnist import _not_found_message, load_mnist_with_source, mnist_dir
+from .shapes import SHAPES_SOURCE, load_shapes
 from .synthetic import SYNTHETIC_SOURCE, synthetic_mnist
 from .tabular import SOURCES as TABULAR_SOURCES
 from .tfds_source import PREFIX, load_tfds
 
-DATASETS = ("mnist", "digits", "synthetic")
+DATASETS = ("mnist", "digits", "synthetic", "cifar10", "shapes")
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ def _check_limit(name: str, value: int | None) -> None:
 
 
 def _to_split(
-    images: np.ndarray, labels: np.ndarray, limit: int | None, mean: float, std: float
+    images: np.ndarray, labels: np.ndarray, limit: int | None, mean, std
 ) -> dict[str, np.ndarray]:
     # Slice before converting so smoke runs on MNIST don't normalise 60,000 images.
     if limit is not None:
@@ -57,12 +60,13 @@ def load_image_dataset(
     seed: int = 0,
     limit_train: int | None = None,
     limit_test: int | None = None,
-    mean: float = MNIST_MEAN,
-    std: float = MNIST_STD,
+    mean: float | tuple[float, ...] = MNIST_MEAN,
+    std: float | tuple[float, ...] = MNIST_STD,
 ) -> ImageDataset:
-    """Load "mnist", "digits" or "synthetic" as an ImageDataset (seed drives digits/synthetic).
+    """Load one of DATASETS as an ImageDataset (seed drives digits/synthetic/shapes).
 
-    Images become (x / 255 - mean) / std; mean 0 and std 1 give grey levels in [0, 1].
+    Images become (x / 255 - mean) / std; mean 0 and std 1 give levels in [0, 1]. mean and std
+    may be per-channel tuples for the RGB sets (cifar10.CIFAR10_MEAN / CIFAR10_STD).
     """
     _check_limit("limit_train", limit_train)
     _check_limit("limit_test", limit_test)
@@ -74,6 +78,10 @@ def load_image_dataset(
         splits, source = load_digits_as_mnist(seed=seed), DIGITS_SOURCE
     elif key == "synthetic":
         splits, source = synthetic_mnist(seed=seed), SYNTHETIC_SOURCE
+    elif key == "cifar10":
+        splits, source = load_cifar10_with_source(data_dir, download=download)
+    elif key == "shapes":
+        splits, source = load_shapes(seed=seed), SHAPES_SOURCE
     elif key.startswith(PREFIX):
         splits = load_tfds(key[len(PREFIX) :], data_dir, download=download)
         source = f"TensorFlow Datasets {key[len(PREFIX) :]} ({data_dir or '~/tensorflow_datasets'})"
@@ -107,6 +115,20 @@ def describe_sources(data_dir: str | Path | None = None) -> list[dict]:
         )
     except DataError as exc:
         mnist_row = {"name": "mnist", "available": False, "where": str(exc)}
+    try:
+        path = cifar10_path(data_dir)
+        cifar10_row = (
+            {"name": "cifar10", "available": True, "where": str(path)}
+            if path is not None
+            else {
+                "name": "cifar10",
+                "available": False,
+                "where": _cifar10_not_found(data_dir).splitlines()[0]
+                + " Use --data-dir, ROADMAP_DATA_DIR or --download.",
+            }
+        )
+    except DataError as exc:
+        cifar10_row = {"name": "cifar10", "available": False, "where": str(exc)}
     has_sklearn = importlib.util.find_spec("sklearn") is not None
     digits_where = DIGITS_SOURCE if has_sklearn else "needs scikit-learn: pip install scikit-learn"
     return [
@@ -117,6 +139,8 @@ def describe_sources(data_dir: str | Path | None = None) -> list[dict]:
             "where": digits_where,
         },
         {"name": "synthetic", "available": True, "where": "generated on the fly (no files)"},
+        cifar10_row,
+        {"name": "shapes", "available": True, "where": SHAPES_SOURCE},
         *(
             {"name": name, "available": has_sklearn, "where": where}
             for name, where in TABULAR_SOURCES.items()
