@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import inspect
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -15,6 +18,9 @@ _AUGMENT_STREAM = 1
 _SPLIT_STREAM = 2
 
 Batch = dict[str, np.ndarray]
+# The augment hook: augment(batch, rng, *, epoch, index) -> batch, where index holds the
+# dataset rows of the batch (int64; pad rows repeat a real row's index).
+Augment = Callable[..., Batch]
 
 
 def to_float_nhwc(images_uint8: np.ndarray, mean=MNIST_MEAN, std=MNIST_STD) -> np.ndarray:
@@ -64,15 +70,20 @@ def iterate_batches(
     shuffle: bool = True,
     remainder: str = "drop",
     start_batch: int = 0,
-    augment: Callable[[Batch, np.random.Generator], Batch] | None = None,
+    augment: Augment | None = None,
 ) -> Iterator[Batch]:
-    """Yield one epoch of fixed-size batches; "pad" adds a float32 "mask" key to every batch."""
+    """Yield one epoch of fixed-size batches; "pad" adds a float32 "mask" key to every batch.
+
+    `augment(batch, rng, epoch=epoch, index=rows)` gets a generator keyed by (seed, epoch,
+    batch) and the batch's dataset rows; a hook taking only (batch, rng) is called so.
+    """
     n = num_examples(arrays)
     total = num_batches(n, batch_size, remainder)
     if start_batch < 0:
         raise ValueError(f"start_batch must be >= 0, got {start_batch}")
     order = epoch_permutation(n, seed, epoch) if shuffle else np.arange(n)
     pad = remainder == "pad"
+    keywords = augment is not None and _takes_epoch_and_index(augment)
     for b in range(start_batch, total):
         idx = order[b * batch_size : (b + 1) * batch_size]
         real = len(idx)
@@ -91,11 +102,86 @@ def iterate_batches(
                 batch["mask"] = mask
         if augment is not None:
             # Keyed by batch index, not by position in this loop, so resuming reproduces it.
-            batch = augment(batch, np.random.default_rng([seed, epoch, b, _AUGMENT_STREAM]))
+            rng = np.random.default_rng([seed, epoch, b, _AUGMENT_STREAM])
+            if keywords:
+                batch = augment(batch, rng, epoch=epoch, index=idx.astype(np.int64, copy=False))
+            else:
+                batch = augment(batch, rng)
         yield batch
 
 
-def random_shift(batch: Batch, rng: np.random.Generator, max_shift: int = 2) -> Batch:
+def _takes_epoch_and_index(augment: Callable) -> bool:
+    """Whether a hook accepts the epoch= and index= keywords (or **kwargs)."""
+    try:
+        params = inspect.signature(augment).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins): assume it does
+        return True
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return True
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {"epoch", "index"} <= names
+
+
+def prefetch(iterator: Iterable, depth: int = 2) -> Iterator:
+    """Yield `iterator`'s items in order, computed up to `depth` ahead on a daemon thread.
+
+    The producer's exceptions are raised in the consumer; closing the generator (a `break`
+    out of a for loop that then drops it, .close(), garbage collection) stops the thread
+    after the item it is computing and closes the source.
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    return _prefetch(iter(iterator), depth)
+
+
+def _prefetch(source: Iterator, depth: int) -> Iterator:
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in source:
+                while not stop.is_set():
+                    try:
+                        items.put((True, item), timeout=0.05)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            outcome = (False, None)
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer
+            outcome = (False, err)
+        finally:
+            close = getattr(source, "close", None)
+            if stop.is_set() and close is not None:
+                close()
+        while not stop.is_set():
+            try:
+                items.put(outcome, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    thread = threading.Thread(target=produce, name="shared_data.prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, item = items.get()
+            if more:
+                yield item
+            elif item is None:
+                return
+            else:
+                raise item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def random_shift(
+    batch: Batch, rng: np.random.Generator, max_shift: int = 2, *, epoch=None, index=None
+) -> Batch:
     """Translate each NHWC "image" by a random integer shift in [-max_shift, max_shift]."""
     images = batch["image"]
     if images.ndim != 4:

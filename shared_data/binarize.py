@@ -29,7 +29,7 @@ def binarize(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (rng.random(images.shape) < images).astype(np.float32)
 
 
-def binarize_batch(batch: Batch, rng: np.random.Generator) -> Batch:
+def binarize_batch(batch: Batch, rng: np.random.Generator, **_) -> Batch:
     """The training augment hook: the batch with its "image" dynamically binarised."""
     return {**batch, "image": binarize(batch["image"], rng)}
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .batches import iterate_batches, num_batches, num_examples, train_val_split
+from .batches import iterate_batches, num_batches, num_examples, prefetch, train_val_split
 from .configs.base import ConfigError, to_dict
 from .runlog import CONFIG_FILE, SUMMARY_FILE, RunLogger, StepTimer, write_json
 from .tasks import Task
@@ -216,14 +216,19 @@ def fit(
         if step >= total_steps:
             break
         start_batch = step - epoch * steps_per_epoch
-        batches = iterate_batches(
-            train,
-            config.batch_size,
-            seed=config.seed,
-            epoch=epoch,
-            remainder="drop",
-            start_batch=start_batch,
-            augment=augment,
+        # Batches are made (and augmented) on a background thread, two ahead of the steps;
+        # they are the same batches, so exact resume stays exact.
+        batches = prefetch(
+            iterate_batches(
+                train,
+                config.batch_size,
+                seed=config.seed,
+                epoch=epoch,
+                remainder="drop",
+                start_batch=start_batch,
+                augment=augment,
+            ),
+            depth=2,
         )
         bar = tqdm(
             batches,
@@ -234,26 +239,30 @@ def fit(
             unit="batch",
         )
         epoch_start, steady_start, steady_steps, paused = time.perf_counter(), None, 0, 0.0
-        for batch in bar:
-            step_start = time.perf_counter()
-            state, metrics = train_step(state, fw.to_device(batch), fw.step_rng(config.seed, step))
-            if timer.first_step_s is None:  # the first call compiles under jit: time it alone
-                fw.block(metrics)
-                timer.record(time.perf_counter() - step_start, config.batch_size, first=True)
-            else:
-                steady_start = step_start if steady_start is None else steady_start
-                steady_steps += 1
-            sums = fw.add_sums(sums, {k: metrics[k] for k in task.sums})
-            step += 1
-            if step % config.log_every == 0:
-                row = logger.log("train", step, epoch, **task.reduce(sums))
-                bar.set_postfix({k: f"{row[k]:.4f}" for k in task.means})
-            mid_epoch = step % steps_per_epoch != 0  # the epoch-end save comes with the eval
-            mid_epoch = mid_epoch and step < total_steps  # a max_steps stop is saved below
-            if config.checkpoint_every and step % config.checkpoint_every == 0 and mid_epoch:
-                paused += save(epoch_done=False)
-            if step >= total_steps:
-                break
+        try:
+            for batch in bar:
+                step_start = time.perf_counter()
+                step_rng = fw.step_rng(config.seed, step)
+                state, metrics = train_step(state, fw.to_device(batch), step_rng)
+                if timer.first_step_s is None:  # the first call compiles under jit: time alone
+                    fw.block(metrics)
+                    timer.record(time.perf_counter() - step_start, config.batch_size, first=True)
+                else:
+                    steady_start = step_start if steady_start is None else steady_start
+                    steady_steps += 1
+                sums = fw.add_sums(sums, {k: metrics[k] for k in task.sums})
+                step += 1
+                if step % config.log_every == 0:
+                    row = logger.log("train", step, epoch, **task.reduce(sums))
+                    bar.set_postfix({k: f"{row[k]:.4f}" for k in task.means})
+                mid_epoch = step % steps_per_epoch != 0  # the epoch-end save is with the eval
+                mid_epoch = mid_epoch and step < total_steps  # a max_steps stop is saved below
+                if config.checkpoint_every and step % config.checkpoint_every == 0 and mid_epoch:
+                    paused += save(epoch_done=False)
+                if step >= total_steps:
+                    break
+        finally:  # stop the producer thread now (a max_steps stop leaves batches unread)
+            batches.close()
         fw.block(sums)
         if steady_start is not None:
             elapsed = time.perf_counter() - steady_start - paused
