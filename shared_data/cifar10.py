@@ -233,11 +233,11 @@ def _member_name(name: str) -> str | None:
 
 def _read_tarball(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str, str]:
     """Read the seven members from the gzip stream; return (splits, md5, sha256)."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     payloads: dict[str, bytes] = {}
     try:
         with open(path, "rb") as raw:
+            stat = os.fstat(raw.fileno())
+            key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
             reader = _HashingReader(raw) if key not in _HASH_CACHE else None
             # Stream mode ("r|gz") reads members in archive order with no seeking back.
             with tarfile.open(fileobj=reader or raw, mode="r|gz") as tar:
