@@ -186,3 +186,18 @@ register(
         },
     )
 )
+
+
+register(
+    Project(
+        name="cifar10",
+        dataset="cifar10 (python batches) or shapes (embedded)",
+        parity_overrides={"lr": 0.1},  # smoke's lr 1.5 x 64 on BatchNorm biases amplifies rounding
+        description="the blitz's CNN, kuangliu's ResNet-18 and an airbench94-style speedrun "
+        "net on CIFAR-10 (BatchNorm, Nesterov SGD, Lookahead, TTA)",
+        inputs={
+            "image": InputSpec((32, 32, 3), "float32"),
+            "label": InputSpec((), "int32", num_classes=10),
+        },
+    )
+)

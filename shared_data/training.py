@@ -44,7 +44,10 @@ class Framework:
 
 
 # Fields that may change between a run and its resumption: they do not change the numbers.
-RESUMABLE_CHANGES = frozenset({"data_dir", "download", "log_every", "checkpoint_every"})
+# max_steps only moves the stopping point: a run stopped early continues with a larger one.
+RESUMABLE_CHANGES = frozenset(
+    {"data_dir", "download", "log_every", "checkpoint_every", "max_steps"}
+)
 
 
 def check_resume_config(path: Path, config) -> None:
@@ -144,6 +147,7 @@ def fit(
     dataset,
     *,
     predict: Callable | None = None,
+    final_eval_step: Callable | None = None,
     on_epoch_end: Callable[[Any, Path, int], None] | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -152,6 +156,8 @@ def fit(
 
     `predict(state, batch)` feeds the task's host-side evaluator; `on_epoch_end(state,
     workdir, epoch)` lets a project write pictures (the VAE's sample grids) into the run.
+    `final_eval_step` replaces `eval_step` in the evaluation after the last step (CIFAR-10's
+    test-time augmentation: costlier, so the per-epoch curve goes without it).
     """
     wall_start = time.perf_counter()
     workdir = Path(workdir)
@@ -273,8 +279,16 @@ def fit(
         splits = {"train_epoch": train_means}
         for split, arrays in (("test", dataset.test), ("val", val)):
             if num_examples(arrays):
+                # The last evaluation may be a costlier one (test-time augmentation).
+                final = final_eval_step is not None and step >= total_steps
                 scores = evaluate(
-                    fw, task, eval_step, state, arrays, config.eval_batch_size, predict
+                    fw,
+                    task,
+                    final_eval_step if final else eval_step,
+                    state,
+                    arrays,
+                    config.eval_batch_size,
+                    predict,
                 )
                 record.update({f"{split}_{k}": v for k, v in scores.items()})
                 splits[split] = scores

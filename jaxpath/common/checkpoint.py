@@ -21,6 +21,7 @@ def _saved_tree(state) -> dict[str, Any]:
         "opt_state": state.opt_state,
         "step": state.step,
         "batch_stats": state.batch_stats if state.batch_stats is not None else {},
+        "ema": state.ema if getattr(state, "ema", None) is not None else {},
     }
 
 
@@ -72,6 +73,7 @@ class Checkpointer:
             opt_state=tree["opt_state"],
             step=tree["step"],
             batch_stats=tree["batch_stats"] if state.batch_stats is not None else None,
+            ema=tree["ema"] if state.ema is not None else None,
         )
         return state, dict(restored["meta"])
 

@@ -28,10 +28,19 @@ def torch_bias_init(fan_in: int):
     return init
 
 
-def TorchDense(features: int, in_features: int, name: str | None = None) -> nn.Dense:
-    """nn.Dense initialised like torch.nn.Linear(in_features, features)."""
+def TorchDense(
+    features: int, in_features: int, name: str | None = None, **options
+) -> nn.Dense:
+    """nn.Dense initialised like torch.nn.Linear(in_features, features).
+
+    `options` go to nn.Dense (use_bias, dtype for the compute dtype, ...).
+    """
     return nn.Dense(
-        features, kernel_init=torch_kernel_init, bias_init=torch_bias_init(in_features), name=name
+        features,
+        kernel_init=options.pop("kernel_init", torch_kernel_init),
+        bias_init=torch_bias_init(in_features),
+        name=name,
+        **options,
     )
 
 
@@ -43,8 +52,12 @@ def TorchConv(
     stride: int = 1,
     padding: str | int = 0,
     name: str | None = None,
+    **options,
 ) -> nn.Conv:
-    """nn.Conv initialised and padded like torch.nn.Conv2d(in, out, k, stride, padding)."""
+    """nn.Conv initialised and padded like torch.nn.Conv2d(in, out, k, stride, padding).
+
+    `options` go to nn.Conv (use_bias, dtype for the compute dtype, kernel_init, ...).
+    """
     # PARITY: torch's integer padding pads both sides symmetrically; Flax's default is "SAME".
     pad = padding if isinstance(padding, str) else [(padding, padding)] * 2
     return nn.Conv(
@@ -52,7 +65,8 @@ def TorchConv(
         (kernel_size, kernel_size),
         strides=(stride, stride),
         padding=pad,
-        kernel_init=torch_kernel_init,
+        kernel_init=options.pop("kernel_init", torch_kernel_init),
         bias_init=torch_bias_init(in_features * kernel_size * kernel_size),
         name=name,
+        **options,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -10,12 +10,15 @@ import jax.numpy as jnp
 from flax.training import train_state
 
 from jaxpath.common.optim import make_optimizer
+from shared_data.configs.base import ParamGroup
 
 
 class TrainState(train_state.TrainState):
-    """params, opt_state, step, apply_fn, tx -- and batch_stats (None without BatchNorm)."""
+    """params, opt_state, step, apply_fn, tx -- and batch_stats (None without BatchNorm),
+    and ema: a running average of params and batch_stats (None without one)."""
 
     batch_stats: Any = None
+    ema: Any = None
 
 
 def new_train_state(
@@ -27,12 +30,15 @@ def new_train_state(
     *,
     state_class: type[TrainState] = TrainState,
     init_kwargs: dict[str, Any] | None = None,
+    groups: Mapping[str, ParamGroup] | None = None,
+    group_of: Callable[[tuple[str, ...]], str | None] | None = None,
     **fields: Any,
 ) -> TrainState:
     """`model`'s parameters (from `config.seed`, or `init_weights`) and optimizer in one state.
 
     `init_args` are the dummy inputs of `model.init`; `fields` set a state subclass's own
-    fields. Ported weights must have exactly the shapes Flax creates.
+    fields. Ported weights must have exactly the shapes Flax creates. `groups` and
+    `group_of` give parameter groups their own optimizer settings (common/optim.py).
     """
     variables = model.init(jax.random.key(config.seed), *init_args, **(init_kwargs or {}))
     if init_weights is not None:
@@ -43,7 +49,7 @@ def new_train_state(
     state = state_class.create(
         apply_fn=model.apply,
         params=variables["params"],
-        tx=make_optimizer(config, steps_per_epoch),
+        tx=make_optimizer(config, steps_per_epoch, groups, group_of),
         batch_stats=variables.get("batch_stats"),  # BatchNorm's running statistics, if any
         **fields,
     )

@@ -235,7 +235,22 @@ def bad_value(config_cls: type, name: str) -> str:
 
 
 OPTIMIZERS = ("sgd", "adam", "adadelta")
-SCHEDULES = ("constant", "step", "onecycle", "cosine")
+SCHEDULES = ("constant", "step", "onecycle", "cosine", "linear")
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamGroup:
+    """How the optimizer treats one group of parameters (both frameworks read it).
+
+    A project's config module names each parameter's group from its path (torch's dotted
+    name split at the dots, which is also the Flax parameter path); parameters of no
+    named group train with the config's own learning rate and weight decay.
+    """
+
+    lr_scale: float = 1.0  # learning rate x this
+    wd_scale: float = 1.0  # weight decay x this (coupled: added to the gradient)
+    trainable: bool = True  # False: never updated (torch: requires_grad=False)
+    active_steps: int | None = None  # trained for the first N optimizer steps only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,10 +268,15 @@ class TrainConfig:
     optimizer: str = field("adam", one_of(*OPTIMIZERS))  # sgd (with momentum), adam, adadelta
     lr: float = field(1e-3, above(0))  # peak learning rate
     momentum: float = field(0.9, between(0, 1))  # SGD momentum
+    nesterov: bool = False  # SGD with Nesterov momentum (torch.optim.SGD(nesterov=True))
     weight_decay: float = field(0.0, at_least(0))  # L2 added to the gradient (torch.optim)
     schedule: str = field("constant", one_of(*SCHEDULES))  # step: x gamma each epoch
     gamma: float = field(0.7, above(0))  # decay per epoch of the "step" schedule
-    warmup_epochs: float = field(0.0, at_least(0))  # linear warm-up of the "cosine" schedule
+    warmup_epochs: float = field(0.0, at_least(0))  # linear warm-up of "cosine" and "linear"
+    # "linear": lr x lr_start_factor rises linearly to lr over warmup_epochs, then falls
+    # linearly to lr x lr_end_factor at the last step (airbench's triangle: 0.2, 0.07)
+    lr_start_factor: float = field(0.0, between(0, 1))
+    lr_end_factor: float = field(0.0, between(0, 1))
     augment: bool = False  # the project's training augmentation (see its Task)
     seed: int = field(1, between(0, 2**32 - 1))  # initial weights, data order, dropout, noise
     log_every: int = field(100, at_least(1))  # steps between train-metric log lines
@@ -268,10 +288,15 @@ class TrainConfig:
 
     def check(self) -> None:
         """Rules across fields (a subclass adding its own calls super().check())."""
-        if self.schedule == "cosine" and self.warmup_epochs >= self.epochs:
+        if self.schedule in ("cosine", "linear") and self.warmup_epochs >= self.epochs:
             raise ConfigError(
-                f"field 'warmup_epochs' wants fewer than the {self.epochs} epochs of the cosine "
-                f"schedule, got {self.warmup_epochs}"
+                f"field 'warmup_epochs' wants fewer than the {self.epochs} epochs of the "
+                f"{self.schedule} schedule, got {self.warmup_epochs}"
+            )
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ConfigError(
+                "field 'nesterov' wants optimizer=sgd with momentum > 0, got "
+                f"optimizer={self.optimizer}, momentum={self.momentum}"
             )
 
 

@@ -43,6 +43,7 @@ class Checkpointer:
             "optimizer": state.optimizer.state_dict(),
             "scheduler": state.scheduler.state_dict(),
             "step": state.step,
+            "ema": getattr(state, "ema", None),
             "meta": meta,
         }
         path = self.directory / f"ckpt_{step}.pt"
@@ -69,6 +70,8 @@ class Checkpointer:
         state.optimizer.load_state_dict(payload["optimizer"])
         state.scheduler.load_state_dict(payload["scheduler"])
         state.step = int(payload["step"])
+        if getattr(state, "ema", None) is not None:
+            state.ema = payload["ema"]
         return state, dict(payload["meta"])
 
     def set_aside(self, step: int) -> Path:
