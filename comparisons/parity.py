@@ -133,3 +133,17 @@ def params_diff(pair: Pair) -> dict[str, float]:
         )
         for path, value in flat_ours
     }
+
+
+def params_outliers(pair: Pair, tolerance: float) -> tuple[int, int]:
+    """(entries differing by more than `tolerance`, all entries) of params and batch_stats."""
+    import jax
+
+    ours = jax_variables(pair.jax_state)
+    theirs = torch_as_flax(pair.torch_state, ours)
+    pairs = zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True)
+    counts = [
+        (int(np.sum(np.abs(np.asarray(a) - np.asarray(b)) > tolerance)), np.size(a))
+        for a, b in pairs
+    ]
+    return sum(c for c, _ in counts), sum(n for _, n in counts)

@@ -268,7 +268,7 @@ class TrainConfig:
     optimizer: str = field("adam", one_of(*OPTIMIZERS))  # sgd (with momentum), adam, adadelta
     lr: float = field(1e-3, above(0))  # peak learning rate
     momentum: float = field(0.9, between(0, 1))  # SGD momentum
-    nesterov: bool = False  # SGD with Nesterov momentum (torch.optim.SGD(nesterov=True))
+    nesterov: bool = False  # SGD's Nesterov momentum (torch.optim.SGD(nesterov=True)); SGD only
     weight_decay: float = field(0.0, at_least(0))  # L2 added to the gradient (torch.optim)
     schedule: str = field("constant", one_of(*SCHEDULES))  # step: x gamma each epoch
     gamma: float = field(0.7, above(0))  # decay per epoch of the "step" schedule
@@ -293,11 +293,8 @@ class TrainConfig:
                 f"field 'warmup_epochs' wants fewer than the {self.epochs} epochs of the "
                 f"{self.schedule} schedule, got {self.warmup_epochs}"
             )
-        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
-            raise ConfigError(
-                "field 'nesterov' wants optimizer=sgd with momentum > 0, got "
-                f"optimizer={self.optimizer}, momentum={self.momentum}"
-            )
+        if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
+            raise ConfigError("field 'nesterov' wants SGD with momentum > 0, got momentum=0")
 
 
 def pick_variant(project: str, variants: dict[str, Any], variant: str) -> Any:

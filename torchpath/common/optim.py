@@ -24,15 +24,15 @@ def make_schedule(
     """LR scheduler `config.schedule` over `config.epochs` epochs, stepped per batch.
 
     `groups` are the ParamGroups of the optimizer's param groups after the first (the
-    default group); a group's `active_steps` needs a LambdaLR schedule (constant, cosine,
-    linear).
+    default group); a group's `active_steps` needs a schedule other than onecycle.
     """
     total = max(1, config.epochs * steps_per_epoch)
     sched = torch.optim.lr_scheduler
-    if config.schedule in ("step", "onecycle") and any(g.active_steps for g in groups):
+    stopping_groups = any(g.active_steps is not None for g in groups)
+    if config.schedule == "onecycle" and stopping_groups:
         raise ConfigError(
-            f"a parameter group trained for its first steps only needs the constant, cosine "
-            f"or linear schedule, got schedule={config.schedule}"
+            "a parameter group trained for its first steps only needs a schedule other than "
+            "onecycle (torch's OneCycleLR has no per-group stop)"
         )
 
     def per_group(factor):
@@ -45,6 +45,11 @@ def make_schedule(
 
     if config.schedule == "constant":
         return sched.LambdaLR(optimizer, per_group(lambda step: 1.0))
+    if config.schedule == "step" and stopping_groups:
+        # StepLR has no per-group stop: its closed form, per group, in a LambdaLR.
+        return sched.LambdaLR(
+            optimizer, per_group(lambda step: config.gamma ** (step // steps_per_epoch))
+        )
     if config.schedule == "step":
         return sched.StepLR(optimizer, step_size=steps_per_epoch, gamma=config.gamma)
     if config.schedule == "onecycle":
