@@ -204,9 +204,10 @@ class SpeedrunNet(nn.Module):
             )  # 31 -> 15 -> 7 -> 3
             in_features = width
         x = jnp.max(x, axis=(1, 2))  # torch's MaxPool2d(3) over the 3x3 map
-        head = TorchDense(self.num_classes, in_features, name="head", use_bias=False, dtype=self.dtype)
-        logits = head(x)
-        return logits / 9.0  # airbench's scaling_factor
+        head = TorchDense(
+            self.num_classes, in_features, name="head", use_bias=False, dtype=self.dtype
+        )
+        return head(x) / 9.0  # airbench's scaling_factor
 
 
 MODELS = {"smallcnn": SmallCNN, "resnet18": ResNet18, "speedrun": SpeedrunNet}

@@ -100,9 +100,7 @@ def lookahead(state: CifarState) -> CifarState:
         ema = jax.tree.map(lambda e, w: e + (1.0 - decay) * (w - e), state.ema, current)
         return ema, ema
 
-    ema, current = jax.lax.cond(
-        step % every == 0, average, lambda _: (state.ema, current), None
-    )
+    ema, current = jax.lax.cond(step % every == 0, average, lambda _: (state.ema, current), None)
     current = jax.lax.cond(
         step == state.options.total_steps, lambda _: ema, lambda _: current, None
     )

@@ -28,9 +28,7 @@ def torch_bias_init(fan_in: int):
     return init
 
 
-def TorchDense(
-    features: int, in_features: int, name: str | None = None, **options
-) -> nn.Dense:
+def TorchDense(features: int, in_features: int, name: str | None = None, **options) -> nn.Dense:
     """nn.Dense initialised like torch.nn.Linear(in_features, features).
 
     `options` go to nn.Dense (use_bias, dtype for the compute dtype, ...).

@@ -8,8 +8,8 @@ from typing import Any
 
 from torch import nn
 
-from torchpath.common.init import build_seeded
 from shared_data.configs.base import ParamGroup
+from torchpath.common.init import build_seeded
 from torchpath.common.optim import make_optimizer
 
 
