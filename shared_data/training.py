@@ -41,6 +41,7 @@ class Framework:
     num_params: Callable[[Any], int]  # trainable scalars of a state
     checkpointer: Callable[[Path], Any]  # folder -> save/restore/steps/latest_step/set_aside
     to_numpy: Callable[[Any], Any] = None  # framework outputs -> numpy (host-side evaluators)
+    learning_rate: Callable[[Any], float | None] = None  # a state's current learning rate
 
 
 # Fields that may change between a run and its resumption: they do not change the numbers.
@@ -245,6 +246,7 @@ def fit(
             unit="batch",
         )
         epoch_start, steady_start, steady_steps, paused = time.perf_counter(), None, 0, 0.0
+        last_log = (step, epoch_start)  # (step, time) of the last train row: its examples/s
         try:
             for batch in bar:
                 step_start = time.perf_counter()
@@ -259,7 +261,16 @@ def fit(
                 sums = fw.add_sums(sums, {k: metrics[k] for k in task.sums})
                 step += 1
                 if step % config.log_every == 0:
-                    row = logger.log("train", step, epoch, **task.reduce(sums))
+                    # Reducing the sums waits for the step, so the rate is the real one.
+                    means = task.reduce(sums)
+                    now = time.perf_counter()
+                    rate = (step - last_log[0]) * config.batch_size / (now - last_log[1])
+                    last_log = (step, now)
+                    extra = {"examples_per_s": rate}
+                    lr = fw.learning_rate(state) if fw.learning_rate is not None else None
+                    if lr is not None:
+                        extra["lr"] = lr  # the default parameter group's rate for this step
+                    row = logger.log("train", step, epoch, **means, **extra)
                     bar.set_postfix({k: f"{row[k]:.4f}" for k in task.means})
                 mid_epoch = step % steps_per_epoch != 0  # the epoch-end save is with the eval
                 mid_epoch = mid_epoch and step < total_steps  # a max_steps stop is saved below

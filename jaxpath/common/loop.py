@@ -64,6 +64,9 @@ FRAMEWORK = training.Framework(
     num_params=lambda state: num_params(state.params),
     checkpointer=Checkpointer,
     to_numpy=np.asarray,
+    learning_rate=lambda state: (
+        float(state.lr_schedule(state.step)) if state.lr_schedule is not None else None
+    ),
 )
 
 

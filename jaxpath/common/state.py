@@ -7,9 +7,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 from flax.training import train_state
 
-from jaxpath.common.optim import make_optimizer
+from jaxpath.common.optim import make_optimizer, make_schedule
 from shared_data.configs.base import ParamGroup
 
 
@@ -19,6 +20,8 @@ class TrainState(train_state.TrainState):
 
     batch_stats: Any = None
     ema: Any = None
+    # The default parameter group's learning rate as a function of the step (for logging).
+    lr_schedule: Callable[[Any], Any] | None = struct.field(pytree_node=False, default=None)
 
 
 def new_train_state(
@@ -50,6 +53,7 @@ def new_train_state(
         apply_fn=model.apply,
         params=variables["params"],
         tx=make_optimizer(config, steps_per_epoch, groups, group_of),
+        lr_schedule=make_schedule(config, steps_per_epoch),
         batch_stats=variables.get("batch_stats"),  # BatchNorm's running statistics, if any
         **fields,
     )

@@ -75,6 +75,8 @@ FRAMEWORK = training.Framework(
     num_params=lambda state: num_params(state.model),
     checkpointer=Checkpointer,
     to_numpy=lambda out: out.detach().cpu().numpy(),
+    # PARITY: the JAX twin evaluates its Optax schedule at the state's step.
+    learning_rate=lambda state: float(state.scheduler.get_last_lr()[0]),
 )
 
 
