@@ -207,7 +207,9 @@ def fit(
         tqdm.write(f"{fw.name}: resumed from {checkpointer.directory} at step {step}")
     write_json(workdir / CONFIG_FILE, {"framework": fw.name, **to_dict(config)})
     logger = RunLogger(workdir, resume_step=step if resumed else None)
-    history: list[dict[str, Any]] = list(meta["history"])
+    # A run stopped by max_steps mid-epoch recorded that partial epoch; resuming completes
+    # the epoch, whose record replaces it.
+    history: list[dict[str, Any]] = [r for r in meta["history"] if r["step"] % steps_per_epoch == 0]
     saved_sums = meta.get("train_sums")
     sums = fw.sums_from_floats(saved_sums) if saved_sums else fw.zero_sums(task.sums)
     timer = StepTimer()
