@@ -22,6 +22,7 @@ CONFIG_FLAGS = (
     "data_dir",
     "dataset",
     "schedule",
+    "precision",
 )
 
 
