@@ -11,7 +11,7 @@ the interpreter, and differentiated again:
     print(ad.to_text(ad.simplify(g)))     # jaxpr-like text
     dw, db = ad.evaluate(g, x, w, b)
 
-Modules: ir (values, nodes, graphs, text), trace (the tracer), interpret, grad (VJP rules,
+Modules: ir (values, nodes, graphs, text), tracer, interpret, grad (VJP rules,
 grad, sgd_step, hessian), passes (dce, cse, fold, simplify), dot (Graphviz source), check
 (finite differences), mlp (the MNIST MLP trained with all of the above).
 """
@@ -22,7 +22,7 @@ from .grad import VJP, grad, hessian, sgd_step
 from .interpret import evaluate
 from .ir import Builder, Graph, Node, Var, to_text
 from .passes import cse, dce, fold, simplify
-from .trace import (
+from .tracer import (
     Value,
     broadcast_to,
     call,

@@ -12,7 +12,7 @@ from .ir import Graph
 
 
 def numeric_grad(graph: Graph, args: Sequence[np.ndarray], wrt: int, eps: float = 1e-6):
-    """d output[0] / d args[wrt] by (f(x + eps e_i) - f(x - eps e_i)) / 2 eps, element by element."""
+    """d output[0] / d args[wrt], element by element: (f(x + eps e_i) - f(x - eps e_i)) / 2 eps."""
     args = [np.array(a, copy=True) for a in args]
     x = args[wrt]
     out = np.zeros(x.shape, np.float64)

@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from . import trace as T
+from . import tracer as T
 from .ir import Builder, Graph, Node, Var, inline
-from .trace import Value
+from .tracer import Value
 
 
 def _unbroadcast(g: Value, shape: tuple[int, ...]) -> Value:
@@ -162,7 +162,8 @@ def sgd_step(graph: Graph, params: Sequence[int | str], lr: float) -> Graph:
     args = [builder.input(v.shape, v.dtype, n) for v, n in _named_inputs(g)]
     loss, *grads = inline(builder, g, args)
     with T.tracing(builder), builder.in_phase("update"):
-        new = [Value(args[i], builder) - lr * Value(gv, builder) for i, gv in zip(indices, grads)]
+        pairs = zip(indices, grads, strict=True)
+        new = [Value(args[i], builder) - lr * Value(gv, builder) for i, gv in pairs]
     return builder.finish([loss, *(v.var for v in new)])
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import trace as T
+from . import tracer as T
 from .grad import grad, sgd_step
 from .interpret import evaluate
 from .ir import Graph

@@ -1,0 +1,124 @@
+"""Toy autodiff engine: show the forward IR and its generated backward, or train the MNIST MLP.
+
+`roadmap autodiff show [--expr mlp|tanh]` prints the forward graph, the backward graph that
+`grad` generated, before and after the passes (with node counts), and writes the training
+step's phase-coloured dataflow (`train_step.dot`, `.svg`) into `--out`.
+`roadmap autodiff train [--data-dir D] [--epochs N]` trains the MLP with plain SGD, every step
+one graph run by the interpreter, and prints test accuracy and ms/step per epoch.
+The engine is shared_data/byhand/autodiff (NumPy only); docs/AUTODIFF.md walks through it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from shared_data.byhand import autodiff as ad
+from shared_data.byhand.autodiff import mlp
+
+TAKES_PROJECT = False
+EXPRS = ("mlp", "tanh")
+DATASETS = ("mnist", "digits", "synthetic")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("show", "train"), help="show the IR, or train")
+    parser.add_argument("--expr", choices=EXPRS, default="mlp", help="show: which function")
+    parser.add_argument("--batch-size", dest="batch_size", type=int, default=None,
+                        help="show: 8 (so the text stays small); train: 128")  # fmt: skip
+    parser.add_argument("--out", default="runs/autodiff", help="show: folder of the pictures")
+    parser.add_argument("--data-dir", dest="data_dir", help="train: folder holding MNIST")
+    parser.add_argument("--dataset", choices=DATASETS, default="mnist", help="train: data")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _tanh_graph() -> ad.Graph:
+    """f(x, W, b) = mean(tanh(x @ W + b)), x [2, 3]: the function of docs/AUTODIFF.md."""
+    fn = lambda x, w, b: ad.tanh(x @ w + b).mean()
+    return ad.trace(fn, (2, 3), (3, 4), (4,), names=("x", "w", "b"), dtype=np.float32)
+
+
+def show(args) -> int:
+    batch = args.batch_size or 8
+    params = mlp.init_params()
+    if args.expr == "mlp":
+        forward, wrt = mlp.loss_graph(params, batch), list(range(len(params)))
+    else:
+        forward, wrt = _tanh_graph(), [1, 2]
+    backward = ad.grad(forward, wrt)
+    simple = ad.simplify(backward)
+    print(f"# forward ({len(forward)} nodes)\n{ad.to_text(forward)}\n")
+    print(f"# grad, as generated ({len(backward)} nodes)\n{ad.to_text(backward, phases=True)}\n")
+    print(f"# grad after dce, cse, fold ({len(simple)} nodes)")
+    print(ad.to_text(simple, phases=True) + "\n")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    step = ad.simplify(ad.sgd_step(forward, wrt, lr=0.1))
+    source = ad.to_dot(step, f"toy engine: one SGD step of {args.expr} ({len(step)} nodes)")
+    (out / "train_step.dot").write_text(source)
+    (out / "train_step.txt").write_text(ad.to_text(step, phases=True) + "\n")
+    from comparisons.ir.pictures import render_svg
+
+    svg, how = render_svg(source)
+    if svg is not None:
+        (out / "train_step.svg").write_bytes(svg)
+    print(f"wrote {out}/train_step.{{txt,dot{',svg' if svg else ''}}} ({how})")
+    return 0
+
+
+def _arrays(images: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    from shared_data.batches import MNIST_MEAN, MNIST_STD
+
+    x = (images.reshape(len(images), -1).astype(np.float32) / 255.0 - MNIST_MEAN) / MNIST_STD
+    return {"x": x, "label": labels.astype(np.int32)}
+
+
+def _load(dataset: str, data_dir, seed: int):
+    if dataset == "mnist":
+        from shared_data.mnist import load_mnist
+
+        splits = load_mnist(data_dir)
+    elif dataset == "digits":
+        from shared_data.digits import load_digits_as_mnist
+
+        splits = load_digits_as_mnist(seed)
+    else:
+        from shared_data.synthetic import synthetic_mnist
+
+        splits = synthetic_mnist(seed=seed)
+    return _arrays(*splits["train"]), _arrays(*splits["test"])
+
+
+def train(args) -> int:
+    batch = args.batch_size or 128
+    train_arrays, test_arrays = _load(args.dataset, args.data_dir, args.seed)
+    print(
+        f"toy engine: MLP 784-256-128-10 on {args.dataset} ({len(train_arrays['x'])} train, "
+        f"{len(test_arrays['x'])} test), SGD lr {args.lr}, batch {batch}, {args.epochs} epochs; "
+        f"{platform.processor() or platform.machine()}"
+    )
+    start = time.perf_counter()
+
+    def log(r):
+        print(
+            f"epoch {r['epoch']}: train loss {r['train_loss']:.4f}  "
+            f"test accuracy {r['test_accuracy']:.4f}  {r['ms_per_step']:.2f} ms/step",
+            flush=True,
+        )
+
+    _, records = mlp.train(
+        train_arrays, test_arrays, epochs=args.epochs, batch_size=batch, lr=args.lr,
+        seed=args.seed, log=log,
+    )  # fmt: skip
+    print(f"wall time {time.perf_counter() - start:.1f} s")
+    return 0 if records else 1
+
+
+def run(args) -> int:
+    return show(args) if args.action == "show" else train(args)
