@@ -211,7 +211,8 @@ def var_names() -> Iterator[str]:
 
 def _attr_text(value) -> str:
     if isinstance(value, np.ndarray):
-        return repr(value.item()) if value.size == 1 else f"<{type(value).__name__}>"
+        # str of a NumPy scalar is its shortest round-trip form: 0.1, not 0.10000000149011612
+        return str(value.reshape(())[()]) if value.size == 1 else f"<array{list(value.shape)}>"
     if isinstance(value, np.dtype | type):
         return np.dtype(value).name
     return repr(value)
