@@ -65,7 +65,7 @@ def _mlp(o, x, w1, b1, w2, b2, labels):
     return o.mean(o.sce(o.tanh(x @ w1 + b1) @ w2 + b2, labels))
 
 
-# name -> (function of (ops, *args), argument shapes; "labels:K" is int labels in [0, K))
+# name -> (function of (ops, *args), argument shapes; "labels:N:K": N int labels in [0, K))
 EXPRS = {
     "bcast_add": (lambda o, x, b: o.sum(o.tanh(x + b)), [(3, 4), (4,)]),
     "outer_mul": (lambda o, u, v: o.sum(o.exp(u * v)), [(3, 1), (1, 4)]),
@@ -88,9 +88,9 @@ EXPRS = {
     ),
     "relu_matmul": (lambda o, x, w: o.mean(o.relu(x @ w - 0.1)), [(4, 3), (3, 5)]),
     "neg_scalar_ops": (lambda o, x: o.sum(-x * 2.0 + 1.0 / (1.0 + x * x) - 3.0), [(5,)]),
-    "sce_mean": (lambda o, lg, lb: o.mean(o.sce(lg, lb)), [(4, 5), "labels:5"]),
-    "sce_weighted": (lambda o, lg, lb, w: o.sum(o.sce(lg, lb) * w), [(4, 5), "labels:5", (4,)]),
-    "mlp": (_mlp, [(5, 6), (6, 7), (7,), (7, 3), (3,), "labels:3"]),
+    "sce_mean": (lambda o, lg, lb: o.mean(o.sce(lg, lb)), [(4, 5), "labels:4:5"]),
+    "sce_weighted": (lambda o, lg, lb, w: o.sum(o.sce(lg, lb) * w), [(4, 5), "labels:4:5", (4,)]),
+    "mlp": (_mlp, [(5, 6), (6, 7), (7,), (7, 3), (3,), "labels:5:3"]),
 }
 
 
@@ -99,7 +99,8 @@ def _args(shapes, seed=0):
     out = []
     for s in shapes:
         if isinstance(s, str):
-            out.append(rng.integers(0, int(s.split(":")[1]), 4 if s != "labels:3" else 5))
+            _, n, k = s.split(":")
+            out.append(rng.integers(0, int(k), int(n)))
         else:
             out.append(rng.standard_normal(s))
     return out

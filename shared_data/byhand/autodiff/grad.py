@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from . import tracer as T
-from .ir import Builder, Graph, Node, Var, inline
+from .ir import Builder, Graph, Var, inline
 from .tracer import Value
 
 
@@ -195,4 +195,4 @@ def hessian(graph: Graph, x: np.ndarray, wrt: int = 0, args: Sequence[np.ndarray
     return np.array(rows).reshape(var.shape + var.shape)
 
 
-__all__ = ["VJP", "backward", "grad", "hessian", "sgd_step", "Node"]
+__all__ = ["VJP", "backward", "grad", "hessian", "sgd_step"]
