@@ -7,7 +7,9 @@ Variants (`get_config(variant)`); results and times are in docs/RESULTS.md:
   three conv groups of widths 64/256/256, BatchNorm with frozen scales, GELU): Nesterov SGD
   with a triangular schedule, a 64x learning rate for the BatchNorm biases, label smoothing
   0.2, Lookahead every 5 steps, alternating flips and 2-pixel reflect translations, batch
-  1024, 10 epochs (airbench: 9.9), and mirror + translate test-time augmentation at the end.
+  1024, and mirror + translate test-time augmentation at the end. 12 epochs where airbench
+  trains 9.9: the JPEG-rebuilt images here cost 2-3 points, and 10 epochs gave 90.83%
+  (docs/RESULTS.md).
 * ``short`` -- the same recipe and net, narrower (64/128/128) and shorter (4 epochs).
 * ``resnet18`` -- kuangliu/pytorch-cifar's recipe: ResNet-18, SGD 0.1 momentum 0.9 weight
   decay 5e-4, cosine over 200 epochs, batch 128, random crop (4 px, zero padding) and flip.
@@ -126,7 +128,9 @@ def variants() -> dict[str, CifarConfig]:
     fast = CifarConfig(
         model="speedrun",
         widths=(64, 256, 256),
-        bn_momentum=0.6,  # PARITY: torch's convention; Flax's momentum is 1 - this
+        # airbench's batchnorm_momentum 0.6 is Flax's convention (the old value's weight);
+        # its BatchNorm passes torch momentum=1 - 0.6.
+        bn_momentum=0.4,
         bn_eps=1e-12,
         bn_scale=False,
         bias_lr_scale=64.0,
@@ -145,11 +149,11 @@ def variants() -> dict[str, CifarConfig]:
         lr=AIRBENCH_LR,
         weight_decay=AIRBENCH_WD,
         schedule="linear",
-        warmup_epochs=2.3,  # the triangle's peak at 23% of the steps
+        warmup_epochs=2.76,  # the triangle's peak at 23% of the steps
         lr_start_factor=0.2,
         lr_end_factor=0.07,
         batch_size=1024,
-        epochs=10,
+        epochs=12,  # airbench: 9.9 for 94.0% on the original images (see the docstring)
         eval_batch_size=2000,
         log_every=10,
     )
