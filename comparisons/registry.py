@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from shared_data.cifar10 import CIFAR10_MEAN, CIFAR10_STD
 from shared_data.configs.base import UnknownNameError
 from shared_data.tasks import Task
 
@@ -33,6 +34,9 @@ class InputSpec:
     dtype: str
     num_classes: int | None = None  # integer fields: values in [0, num_classes)
     kind: str = "normal"  # float fields: "normal", "unit" (uniform in [0, 1)) or "binary"
+    # "normal" images: the data layer's (x/255 - mean) / std, per channel (PNG uploads)
+    mean: tuple[float, ...] | None = None  # None: MNIST's
+    std: tuple[float, ...] | None = None
 
     def sample(self, rng: np.random.Generator, batch_size: int) -> np.ndarray:
         """A random batch of this field (the example batches of the tools and tests)."""
@@ -200,7 +204,7 @@ register(
         description="the blitz's CNN, kuangliu's ResNet-18 and an airbench94-style speedrun "
         "net on CIFAR-10 (BatchNorm, Nesterov SGD, Lookahead, TTA)",
         inputs={
-            "image": InputSpec((32, 32, 3), "float32"),
+            "image": InputSpec((32, 32, 3), "float32", mean=CIFAR10_MEAN, std=CIFAR10_STD),
             "label": InputSpec((), "int32", num_classes=10),
         },
     )

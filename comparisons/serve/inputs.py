@@ -125,6 +125,11 @@ def parse_png(data: bytes, specs: dict[str, InputSpec]) -> Batch:
     except Exception:  # noqa: BLE001 - PIL raises many types; any failure on these bytes is theirs
         raise BadRequest(422, "corrupt PNG image: it does not decode") from None
     # The data layer's normalisation for this kind of input: classifiers see
-    # (x/255 - MNIST mean) / std, generative models ("unit", "binary") grey levels in [0, 1].
-    mean, std = (MNIST_MEAN, MNIST_STD) if spec.kind == "normal" else (0.0, 1.0)
+    # (x/255 - mean) / std (the spec's per-channel values, MNIST's by default), generative
+    # models ("unit", "binary") grey levels in [0, 1].
+    if spec.kind == "normal":
+        mean = spec.mean if spec.mean is not None else MNIST_MEAN
+        std = spec.std if spec.std is not None else MNIST_STD
+    else:
+        mean, std = 0.0, 1.0
     return {name: to_float_nhwc(pixels[None], mean, std).reshape(1, *spec.shape)}
