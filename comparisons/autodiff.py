@@ -22,7 +22,7 @@ from shared_data.byhand.autodiff import mlp
 
 TAKES_PROJECT = False
 EXPRS = ("mlp", "tanh")
-DATASETS = ("mnist", "digits", "synthetic")
+DATASETS = ("mnist", "digits", "synthetic")  # the 28x28 grey ones the MLP takes
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,27 +72,15 @@ def show(args) -> int:
     return 0
 
 
-def _arrays(images: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    from shared_data.batches import MNIST_MEAN, MNIST_STD
-
-    x = (images.reshape(len(images), -1).astype(np.float32) / 255.0 - MNIST_MEAN) / MNIST_STD
-    return {"x": x, "label": labels.astype(np.int32)}
-
-
 def _load(dataset: str, data_dir, seed: int):
-    if dataset == "mnist":
-        from shared_data.mnist import load_mnist
+    """(train, test) of a 28x28 grey dataset as {"x": [N, 784], "label"}, normalised as ever."""
+    from shared_data.datasets import load_image_dataset
 
-        splits = load_mnist(data_dir)
-    elif dataset == "digits":
-        from shared_data.digits import load_digits_as_mnist
-
-        splits = load_digits_as_mnist(seed)
-    else:
-        from shared_data.synthetic import synthetic_mnist
-
-        splits = synthetic_mnist(seed=seed)
-    return _arrays(*splits["train"]), _arrays(*splits["test"])
+    data = load_image_dataset(dataset, data_dir, seed=seed)  # (x/255 - MNIST mean) / std
+    return tuple(
+        {"x": split["image"].reshape(len(split["image"]), -1), "label": split["label"]}
+        for split in (data.train, data.test)
+    )
 
 
 def train(args) -> int:
