@@ -103,6 +103,8 @@ def lookahead(state: CifarState) -> None:
     last step w <- ema.
     """
     every, step = state.options.lookahead_every, state.step
+    if step % every and step != state.options.total_steps:
+        return  # most steps: nothing to do, and no state_dict to build
     current = state.model.state_dict()
     if step % every == 0:
         decay = state.options.lookahead_decay(float(step))
