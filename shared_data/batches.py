@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -75,7 +74,7 @@ def iterate_batches(
     """Yield one epoch of fixed-size batches; "pad" adds a float32 "mask" key to every batch.
 
     `augment(batch, rng, epoch=epoch, index=rows)` gets a generator keyed by (seed, epoch,
-    batch) and the batch's dataset rows; a hook taking only (batch, rng) is called so.
+    batch) and the batch's dataset rows.
     """
     n = num_examples(arrays)
     total = num_batches(n, batch_size, remainder)
@@ -83,7 +82,6 @@ def iterate_batches(
         raise ValueError(f"start_batch must be >= 0, got {start_batch}")
     order = epoch_permutation(n, seed, epoch) if shuffle else np.arange(n)
     pad = remainder == "pad"
-    keywords = augment is not None and _takes_epoch_and_index(augment)
     for b in range(start_batch, total):
         idx = order[b * batch_size : (b + 1) * batch_size]
         real = len(idx)
@@ -103,23 +101,8 @@ def iterate_batches(
         if augment is not None:
             # Keyed by batch index, not by position in this loop, so resuming reproduces it.
             rng = np.random.default_rng([seed, epoch, b, _AUGMENT_STREAM])
-            if keywords:
-                batch = augment(batch, rng, epoch=epoch, index=idx.astype(np.int64, copy=False))
-            else:
-                batch = augment(batch, rng)
+            batch = augment(batch, rng, epoch=epoch, index=idx.astype(np.int64, copy=False))
         yield batch
-
-
-def _takes_epoch_and_index(augment: Callable) -> bool:
-    """Whether a hook accepts the epoch= and index= keywords (or **kwargs)."""
-    try:
-        params = inspect.signature(augment).parameters.values()
-    except (TypeError, ValueError):  # no signature to read (some builtins): assume it does
-        return True
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return True
-    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    return {"epoch", "index"} <= names
 
 
 def prefetch(iterator: Iterable, depth: int = 2) -> Iterator:

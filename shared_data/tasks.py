@@ -28,7 +28,8 @@ class Task:
     means: Mapping[str, tuple[str, str]]  # metric -> (numerator sum, denominator sum)
     headline: str  # the metric a run is judged by, e.g. "accuracy" (reported as test_<name>)
     higher_is_better: bool
-    augment: Callable[[Batch, np.random.Generator], Batch] | None = None  # training only
+    # training only: (batch, rng, *, epoch, index) -> batch (shared_data.batches.iterate_batches)
+    augment: Callable[..., Batch] | None = None
     evaluator: Evaluator | None = None  # host-side metrics from predictions
     evaluator_metrics: tuple[str, ...] = ()  # the names the evaluator returns
     # A validation split held out of the training data, made like the test split the loader

@@ -488,7 +488,7 @@ def test_iterate_batches_start_batch_equals_skipping():
 def test_iterate_batches_augment_rng_is_keyed():
     seen = []
 
-    def record(batch, rng):
+    def record(batch, rng, **_):
         seen.append(rng.integers(0, 2**31))
         return batch
 
