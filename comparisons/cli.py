@@ -12,7 +12,7 @@ from comparisons.runtime import MALLOCS, RUNTIMES
 from shared_data.configs.base import ConfigError, UnknownNameError
 from shared_data.errors import DataError
 
-TOOLS = ("ir", "bench", "report", "export", "serve", "loadtest", "autodiff")
+TOOLS = ("ir", "bench", "report", "export", "serve", "loadtest", "autodiff", "styles", "pergrad")
 
 
 def _add_common(

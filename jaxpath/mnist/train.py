@@ -62,6 +62,12 @@ def train_and_evaluate(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train and evaluate per `config`, writing logs and checkpoints under `workdir`."""
+    if config.style == "nnx":  # the same CNN and step in Flax NNX (docs/STYLES.md)
+        from jaxpath.mnist import nnx_train
+
+        return nnx_train.train_and_evaluate(
+            config, workdir, init_weights=init_weights, resume=resume, progress=progress
+        )
     dataset = load_for_config(config)
     state = create_state(config, train_steps_per_epoch(config, dataset), init_weights)
     return fit(

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 
 from shared_data.batches import random_shift
-from shared_data.configs.base import TrainConfig, field, one_of, pick_variant, widths
+from shared_data.configs.base import ConfigError, TrainConfig, field, one_of, pick_variant, widths
 from shared_data.tasks import Task, classification
 
 MODELS = ("mlp", "cnn", "fastcnn")
@@ -43,6 +43,17 @@ class MnistConfig(TrainConfig):
     # JAX's 2x2 max-pool: reshape + max (fast on XLA:CPU) or nn.max_pool's reduce_window
     # (stock; its gradient is select_and_scatter). Same values and gradients; torch ignores it.
     pool: str = field("reshape", one_of("reshape", "reduce_window"))
+    # JAX only: Flax Linen (explicit params, pure step) or Flax NNX (stateful objects under
+    # nnx.jit; the CNN only) -- docs/STYLES.md. The same function either way; torch refuses nnx.
+    style: str = field("linen", one_of("linen", "nnx"))
+
+    def check(self) -> None:
+        """Rules across fields: the NNX style exists for the CNN only."""
+        super().check()
+        if self.style == "nnx" and self.model != "cnn":
+            raise ConfigError(
+                f"field 'style': nnx is written for model 'cnn' only, got {self.model!r}"
+            )
 
 
 def get_task(config: MnistConfig) -> Task:

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from shared_data.configs.base import ConfigError
 from shared_data.configs.mnist import get_task
 from shared_data.datasets import load_for_config
 from shared_data.training import train_steps_per_epoch
@@ -69,6 +70,8 @@ def train_and_evaluate(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train and evaluate per `config`, writing logs and checkpoints under `workdir`."""
+    if config.style != "linen":  # PARITY: Linen vs NNX is a choice of JAX style only
+        raise ConfigError(f"field 'style': {config.style!r} is a Flax style; torch takes 'linen'")
     dataset = load_for_config(config)
     state = create_state(config, train_steps_per_epoch(config, dataset), init_weights)
     return fit(
