@@ -64,12 +64,64 @@ def show(args) -> int:
     (out / "train_step.dot").write_text(source)
     (out / "train_step.txt").write_text(ad.to_text(step, phases=True) + "\n")
     from comparisons.ir.pictures import render_svg
+    from comparisons.ir.step import draw_step, saved_markdown
 
     svg, how = render_svg(source)
     if svg is not None:
         (out / "train_step.svg").write_bytes(svg)
     print(f"wrote {out}/train_step.{{txt,dot{',svg' if svg else ''}}} ({how})")
+    whole = toy_step_graph(step, wrt)
+    title = f"toy engine: {args.expr} train step: forward, backward, update"
+    drawn = draw_step(whole, out / "train_step.whole", title)
+    table = saved_markdown(whole.summary())
+    (out / "saved.md").write_text(table + "\n")
+    print(f"\n# saved for the backward\n{table}\n")
+    print(f"wrote {out}/train_step.whole.{{dot,svg}} and saved.md {drawn['error'] or ''}")
     return 0
+
+
+def toy_step_graph(step: ad.Graph, wrt: list[int]):
+    """The toy engine's phase-tagged step as a StepGraph (comparisons/ir/step.py), like JAX's."""
+    from comparisons.ir.step import Saved, StepGraph, last_uses, saved_label
+    from shared_data.byhand.autodiff.ir import type_name, var_names
+
+    names, fresh = {}, var_names()
+    nodes, edges, made = [], [], {}
+    for i, v in enumerate(step.inputs):
+        names[v] = next(fresh)
+        label = step.input_names[i] if step.input_names else names[v]
+        nodes.append({"id": names[v], "label": f"{label}\n{type_name(v)}", "kind": "input"})
+        made[v] = (label, "parameter" if i in wrt else "input")
+    phase_of = {v: None for v in step.inputs}
+    saved: dict[str, Saved] = {}
+    backward_ops, reads = [], {}
+    for node in step.nodes:
+        nid = names[node.out] = next(fresh)
+        label = f"{node.op}\n{type_name(node.out)}"
+        nodes.append({"id": nid, "label": label, "kind": "op", "phase": node.phase})
+        phase_of[node.out], made[node.out] = node.phase, (node.op, "activation")
+        if node.phase == "backward":
+            backward_ops.append(nid)
+            reads[nid] = set()
+        for v in node.inputs:
+            crossing = node.phase == "backward" and phase_of[v] in ("forward", None)
+            if crossing and node.op != "const":
+                what, kind = made[v]
+                nbytes = v.size * v.dtype.itemsize
+                s = saved.setdefault(
+                    names[v], Saved(names[v], names[v], what, kind, type_name(v), nbytes)
+                )
+                reads[nid].add(names[v])
+                edges.append((names[v], nid, saved_label(s)))
+            else:
+                edges.append((names[v], nid, None))
+    for i, v in enumerate(step.outputs):
+        nodes.append({"id": f"out{i}", "label": "loss" if i == 0 else f"new {i}", "kind": "output"})
+        edges.append((names[v], f"out{i}", None))
+    labels = {n["id"]: n["label"].split("\n", 1)[0] for n in nodes}
+    for value, i in last_uses(backward_ops, reads).items():
+        saved[value].last_use, saved[value].last_op = i, labels[backward_ops[i]]
+    return StepGraph(nodes, edges, list(saved.values()), backward_ops)
 
 
 def _load(dataset: str, data_dir, seed: int):

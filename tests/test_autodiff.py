@@ -257,6 +257,8 @@ def test_cli_show_and_a_short_train(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "# forward (5 nodes)" in out and "# grad after dce, cse, fold" in out
     assert (tmp_path / "train_step.dot").exists()
+    assert (tmp_path / "train_step.whole.dot").exists() and (tmp_path / "saved.md").exists()
+    assert "# saved for the backward" in out and "dies after backward op" in out
     assert main(["autodiff", "train", "--dataset", "synthetic", "--epochs", "1"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"epoch 1: train loss [\d.]+  test accuracy [\d.]+  [\d.]+ ms/step", out)

@@ -118,6 +118,54 @@ def test_svgs_are_valid(dumps):
     assert summary["frameworks"]["jax"]["train_step"]["picture_renderer"] in RENDERERS
 
 
+def _saved_params(record) -> list[int]:
+    return sorted(s["nbytes"] for s in record["saved"] if s["kind"] == "parameter")
+
+
+def test_whole_step_picture_and_saved_values(dumps):
+    """One phase-coloured graph per framework; the saved values die, and the three agree."""
+    from comparisons.autodiff import toy_step_graph
+    from shared_data.byhand import autodiff as ad
+    from shared_data.byhand.autodiff import mlp
+
+    for model in MODELS:
+        root, summary = dumps[model]
+        for fw in ("jax", "torch"):
+            entry = summary["frameworks"][fw]["train_step"]
+            record = entry["step"]
+            assert min(record["ops_per_phase"].values()) > 0, (model, fw)
+            dot = (root / fw / "train_step.whole.dot").read_text()
+            assert all(f"cluster_{p}" in dot for p in ("forward", "backward", "update"))
+            assert "style=bold" in dot and "KiB" in dot  # forward -> backward edges, sized
+            ET.parse(root / fw / "train_step.whole.svg")
+            read = [s for s in record["saved"] if s["last_use"] is not None]
+            assert read and all(0 <= s["last_use"] < record["backward_ops"] for s in read)
+            assert record["saved_bytes"]["activation"] > 0
+        ir_md = (root / "ir.md").read_text()
+        assert "## Saved for the backward" in ir_md and "dies after backward op" in ir_md
+    # The MLP's backward needs no gradient for the image, so no system saves the first layer's
+    # kernel: the saved parameters are the 256x128 and 128x10 kernels, in all three.
+    _, summary = dumps["mlp"]
+    jax_step = summary["frameworks"]["jax"]["train_step"]
+    torch_step = summary["frameworks"]["torch"]["train_step"]
+    expected = [4 * 128 * 10, 4 * 256 * 128]
+    assert _saved_params(jax_step["step"]) == _saved_params(torch_step["step"]) == expected
+    params = mlp.init_params()
+    wrt = list(range(len(params)))
+    toy = toy_step_graph(ad.simplify(ad.sgd_step(mlp.loss_graph(params, 8), wrt, 0.1)), wrt)
+    assert _saved_params(toy.summary()) == expected
+    assert toy.live_after()[-1] == 0 and toy.live_after()[0] > 0
+    # The checks: eager autograd saves the same parameters as the compiled graph; XLA's temp
+    # buffers are recorded next to JAX's residuals.
+    eager = torch_step["eager_saved"]
+    assert eager["saved_bytes"]["parameter"] == sum(expected)
+    assert eager["backward_nodes"] > 0 and eager["saved_tensors"] >= eager["unique_storages"]
+    memory = jax_step["memory"]
+    assert memory["xla_temp_bytes"] > 0
+    if memory.get("xla_peak_bytes") is not None:  # jaxlib reports it (0.10 does)
+        assert memory["xla_peak_bytes"] >= memory["xla_argument_bytes"]
+
+
 RENDERERS = ("graphviz-pure", "dot")
 
 

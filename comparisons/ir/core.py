@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from comparisons.env import versions as package_versions
 from comparisons.ir.graphs import Section, failure
 from comparisons.ir.opmap import CATEGORIES, CORRESPONDENCES, aten_name
+from comparisons.ir.step import step_markdown
 from comparisons.options import load_config
 from comparisons.registry import get_project
 from shared_data.configs.base import to_dict
@@ -296,6 +297,7 @@ def render_markdown(summary: dict[str, Any], details: bool = True) -> str:
         ("optimizer state", "optimizer_state_bytes", "optimizer_state_bytes"),
         ("intermediates (sum over graph, no reuse)", "intermediate_bytes", "intermediate_bytes"),
         ("XLA temp buffers (after reuse)", "xla_temp_bytes", None),
+        ("XLA peak memory", "xla_peak_bytes", None),
         ("XLA arguments", "xla_argument_bytes", None),
         ("XLA outputs", "xla_output_bytes", None),
         (
@@ -316,6 +318,8 @@ def render_markdown(summary: dict[str, Any], details: bool = True) -> str:
         for w in whats
         if (t := g(fw, w, "timings_s", label)) is not None
     ]
+    steps = {fw: d["train_step"] for fw, d in summary["frameworks"].items() if "train_step" in d}
+    out += step_markdown(steps)
     out += ["Compile times (XLA: lower+compile to optimized HLO; torch: first compiled call): "]
     out += ["; ".join(compile_s) or "-", ""]
     errors = summary.get("errors") or {}

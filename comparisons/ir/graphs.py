@@ -51,6 +51,16 @@ class Section:
             if text:
                 self.data["notes"].append(f"{stem}: {text}")
 
+    def draw_step(self, stem: str, step, title: str) -> None:
+        """Draw a whole-step StepGraph (comparisons/ir/step.py) to `framework/stem`.svg."""
+        from comparisons.ir.step import draw_step
+
+        drawn = draw_step(step, self.root / self.framework / stem, title)
+        self.data["files"] += [f"{self.framework}/{f}" for f in drawn["files"]]
+        for text in (drawn["note"], drawn["error"]):
+            if text:
+                self.data["notes"].append(f"{stem}: {text}")
+
 
 # ---------------------------------------------------------------- normalised, diff-friendly text
 

@@ -3,7 +3,8 @@
 The forward pass is the project's `predict` under `jax.jit`; the training step is its own
 jitted `train_step`, lowered with `train_step.lower(state, batch, rng)`. For the pictures the
 training step is traced in three parts: forward (`loss_fn`), backward (the VJP of `loss_fn`,
-residuals closed over) and update (`state.apply_gradients`).
+residuals closed over) and update (`state.apply_gradients`), and the three stitched into one
+phase-coloured picture with the saved values' table (comparisons/ir/jax_step.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from comparisons.ir.graphs import (
     normalize_jaxpr,
     normalize_mlir,
 )
+from comparisons.ir.jax_step import jax_step_graph
 from comparisons.ir.opmap import JAX_WRAPPERS, count_categories, jax_category
 from jaxpath.common.loop import step_rng
 
@@ -142,6 +144,7 @@ def memory_summary(compiled) -> dict[str, int]:
         return {}
     fields = ("argument", "output", "temp", "alias", "generated_code")
     out = {f"{f}_bytes": getattr(stats, f"{f}_size_in_bytes", None) for f in fields}
+    out["peak_bytes"] = getattr(stats, "peak_memory_in_bytes", None)  # newer jaxlibs only
     return {k: int(v) for k, v in out.items() if v is not None}
 
 
@@ -278,6 +281,11 @@ class JaxDump:
             nodes, edges = jaxpr_graph(closed, inputs)
             section.draw(f"train_step.{part}", nodes, edges, f"JAX train step: {part}")
         section.data["parts"] = parts
+        fwd_res = jax.make_jaxpr(forward_residuals)(state.params)
+        n_grads = len(jax.tree.leaves(grads))
+        step = jax_step_graph(fwd_res, bwd, upd, names, _leaf_names(state, "state/"), n_grads)
+        section.draw_step("train_step.whole", step, "JAX train step: forward, backward, update")
+        section.data["step"] = step.summary()
 
     @staticmethod
     def _need(store: dict, what: str, producer: str):

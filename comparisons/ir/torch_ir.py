@@ -26,6 +26,7 @@ from comparisons.ir.graphs import (
     parse_inductor_code,
 )
 from comparisons.ir.opmap import aten_category, aten_name, count_categories
+from comparisons.ir.torch_step import eager_saved_tensors, torch_step_graph
 from torchpath.common.loop import step_rng
 
 _DTYPES = {"float32": "f32", "float64": "f64", "float16": "f16", "bfloat16": "bf16"}
@@ -233,6 +234,7 @@ class TorchDump:
             step = self.sections["train_step"]
             out += [
                 (step, "FlopCounterMode", lambda: self.flops("train_step")),
+                (step, "saved tensors (eager hooks)", self.saved_tensors),
                 (step, "torch.compile (AOTAutograd graphs)", self.compile_train_step),
             ]
         return out
@@ -308,6 +310,30 @@ class TorchDump:
             section.data["notes"].append("graphs from AOTAutograd with eager kernels (no Inductor)")
         self._record(section, result, "train_step", draw=True)
 
+    def saved_tensors(self) -> None:
+        """What eager autograd saves for the backward of loss_fn (saved_tensors_hooks)."""
+        record = eager_saved_tensors(self.train.loss_fn, self._fresh_state(), self.batch)
+        self.sections["train_step"].data["eager_saved"] = record
+
+    def _whole_step(self, section: Section, graphs: list[dict[str, Any]]) -> None:
+        """The largest forward/backward pair and the optimizer graph, drawn as one step."""
+        pairs = [
+            (g, next(a for a in g["aot"] if a["part"] == "forward"),
+             next(a for a in g["aot"] if a["part"] == "backward"))
+            for g in graphs
+            if {a["part"] for a in g["aot"]} >= {"forward", "backward"}
+        ]  # fmt: skip
+        if not pairs:
+            section.data["notes"].append("train_step.whole: no forward/backward pair captured")
+            return
+        _, fwd, bwd = max(pairs, key=lambda p: len(p[1]["gm"].graph.nodes))
+        upd = next((g for g in graphs if g["optimizer"] and g["aot"]), None)
+        step = torch_step_graph(
+            fwd["gm"], bwd["gm"], upd["aot"][0]["gm"] if upd else None, upd and upd["dynamo"]
+        )
+        section.draw_step("train_step.whole", step, "PyTorch train step: forward, backward, update")
+        section.data["step"] = step.summary()
+
     def _record(self, section: Section, result: dict[str, Any], what: str, draw: bool) -> None:
         section.data["timings_s"]["torch.compile first call"] = round(result["seconds"], 2)
         section.data["graph_breaks"] = result["graph_breaks"]
@@ -359,6 +385,7 @@ class TorchDump:
                 p["intermediate_bytes"] for p in parts.values()
             )
             section.data["memory"]["intermediate_source"] = "AOTAutograd graphs' tensor metadata"
+            self._whole_step(section, result["graphs"])
         self._kernels(section, what, by_part)
 
     def _kernels(self, section: Section, what: str, by_part: dict[str, list]) -> None:

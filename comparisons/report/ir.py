@@ -86,6 +86,7 @@ def _categories(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 _IR_SKIP = {"files", "errors", "error", "notes", "op_categories", "categories"}
+_IR_SKIP_NESTED = {"step.saved", "eager_saved.saved"}  # tabled by _saved_values / in ir.json
 _IR_DETAIL = {"ops", "parts"}  # long per-op listings: folded away under the tables
 
 
@@ -93,7 +94,9 @@ def _measures(value: dict[str, Any], prefix: str, scalars: dict, details: dict) 
     """Split an IR entry into flat scalar measures ("memory.temp_bytes") and bulky details."""
     for k, v in value.items():
         key = f"{prefix}{k}"
-        if (not prefix and k in _IR_SKIP) or "categor" in key or v in ({}, []):
+        if (not prefix and k in _IR_SKIP) or key in _IR_SKIP_NESTED:
+            continue
+        if "categor" in key or v in ({}, []):
             continue
         nested = isinstance(v, list) and any(isinstance(x, dict | list) for x in v)
         listing = k in _IR_DETAIL or k.endswith("_ops") or len(v) > 12 if isinstance(v, dict) else 0
@@ -126,6 +129,7 @@ def _ir_what(page, idir, entries: dict[str, dict[str, Any]], comparison: Any) ->
     if keys:
         rows = [[esc(k)] + [cell(scalars[fw].get(k, "")) for fw in entries] for k in keys]
         parts.append(table(["measure", *(fw_badge(fw) for fw in entries)], rows))
+    parts.append(_saved_values(entries))
     columns_html = []
     for fw, entry in entries.items():
         errors = error_items(_errors_of(entry))
@@ -142,6 +146,32 @@ def _ir_what(page, idir, entries: dict[str, dict[str, Any]], comparison: Any) ->
     # Side by side, like the tables: the graphs of one step can be read across.
     parts.append(f'<div class="side">{"".join(columns_html)}</div>')
     return Html("".join(parts))
+
+
+def _saved_values(entries: dict[str, dict[str, Any]]) -> Html:
+    """What each framework's forward saves for its backward, side by side, in death order."""
+    from comparisons.ir.step import in_death_order, saved_summary
+
+    columns = []
+    for fw, entry in entries.items():
+        record = entry.get("step")
+        if not isinstance(record, dict) or not isinstance(record.get("saved"), list):
+            continue
+        try:
+            rows = [
+                {k: s[k] for k in ("name", "made_by", "kind", "type", "nbytes", "last_op")}
+                for s in in_death_order(record)
+            ]
+            summary = saved_summary(record)
+        except (KeyError, TypeError) as err:
+            columns.append(f"<div>{fw_badge(fw)} step record unreadable: {esc(repr(err))}</div>")
+            continue
+        table_html = records_table(rows, {"nbytes": "int"})
+        columns.append(f"<div><p>{fw_badge(fw)} {esc(summary)}</p>{table_html}</div>")
+    if not columns:
+        return Html("")
+    head = "<h5>Saved for the backward (bold edges of train_step.whole.svg)</h5>"
+    return Html(f'{head}<div class="side">{"".join(columns)}</div>')
 
 
 def _ir_files(page, idir, files: Any) -> tuple[list[Html], list[Html]]:
