@@ -175,7 +175,7 @@ def to_markdown(result: dict[str, Any]) -> str:
     info, ver = result["machine"], result["versions"]
     lines += [
         "",
-        f"{info['processor']}, {info['cpu_count']} cores, load {info['load_avg_1m']}; "
+        f"{info['processor']}, {info['cpu_count']} cores, load {info['load_avg_1m'] or 0:.2f}; "
         + ", ".join(f"{k} {v}" for k, v in ver.items()),
     ]
     return "\n".join(lines) + "\n"
