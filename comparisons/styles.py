@@ -2,12 +2,15 @@
 
 `roadmap styles [--steps N] [--batch-size B] [--out DIR]` builds the pytorch/examples CNN
 (the `default` MNIST config, dropout on) three ways from the same weights (torch's seeded
-init, ported to Flax; NNX loads the Linen params) and, in one process, times each one's
+init, ported to Flax; NNX loads the Linen params) -- five rows: Linen plain and with the
+state donated, NNX under nnx.jit and nnx.cached_partial, torch eager -- and, in one process,
+times each one's
 training step on one device-resident batch: the first call on its own (tracing and XLA
 compilation for JAX, with the persistent compilation cache off so the compile is cold;
 the first eager call for torch), then N steps, interleaved style by style so that a busy
 machine slows all of them alike. It prints a markdown table and writes `styles.json` and
-`styles.md` (versions, CPU, load) under `--out`. docs/STYLES.md explains the rows.
+`styles.md` (versions, CPU, load) under `--out` (default runs/styles). docs/STYLES.md
+explains the rows.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ TAKES_PROJECT = False
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=50, help="timed steps per style")
-    parser.add_argument("--batch-size", dest="batch_size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="runs/styles", help="folder of styles.json and .md")
+    parser.add_argument("--batch-size", dest="batch_size", type=int, default=64,
+                        help="examples per step (one fixed random batch)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="weights, batch and dropout seed")
+    parser.add_argument("--out", help="folder of styles.json and .md (default: <workdir>/styles)")
 
 
 @dataclasses.dataclass
@@ -187,7 +191,7 @@ def run(args) -> int:
         print("roadmap styles: error: --steps and --batch-size want a number >= 1")
         return 2
     result = measure(args.steps, args.batch_size, args.seed)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else Path(args.workdir) / "styles"
     out.mkdir(parents=True, exist_ok=True)
     (out / "styles.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     table = to_markdown(result)
