@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from comparisons.bench import core as bench
+from comparisons.bench.extras import PER_EXAMPLE_WAYS, TOY_WAYS, bench_toy, toy_config
+from comparisons.bench.modes import Ctx
 from comparisons.bench.ops import OPS, bench_ops, ops_markdown
 from comparisons.bench.peak import (
     apply_peak_reference,
@@ -215,3 +217,37 @@ def test_pool_ops_in_both_formulations():
     rows = bench_ops(names, steps=2, size="tiny", budget_s=0.01, progress=False)
     assert all(r["errors"] == {} and r["jax_median_ms"] > 0 for r in rows), rows
     assert "JAX reshape + max" in rows[0]["shape"] and "reduce_window" in rows[1]["shape"]
+
+
+def test_per_example_and_toy_tables(tmp_path, capsys):
+    """`--modes none --per-example --toy`: only the extra tables, every way named in the json."""
+    argv = ["bench", "mnist", "--variant", "smoke", "--model", "mlp", "--batch-sizes", "4"]
+    argv += ["--steps", "1", "--modes", "none", "--per-example", "--toy", "--no-ops"]
+    argv += ["--peak-n", "64", "--workdir", str(tmp_path), "--no-progress"]
+    assert main(argv) == 0
+    data = json.loads((tmp_path / "mnist" / "bench" / "bench.json").read_text())
+    assert data["errors"] == {} and data["results"] == []
+    per_example, toy = data["per_example"], data["toy"]
+    assert [r["way"] for r in per_example["rows"]] == list(PER_EXAMPLE_WAYS)
+    assert [r["way"] for r in toy["rows"]] == list(TOY_WAYS)
+    assert toy["config"] == {"model": "mlp", "hidden": [256, 128], "optimizer": "sgd", "lr": 1e-3}
+    for row in per_example["rows"] + toy["rows"]:
+        assert row["batch_size"] == 4 and 0 < row["p10_ms"] <= row["median_ms"] <= row["p90_ms"]
+        assert row["examples_per_s"] == pytest.approx(4e3 / row["median_ms"])
+    assert len(per_example["ratios"]) == 4 and len(toy["ratios"]) == 3
+    by_way = {r["way"]: r["median_ms"] for r in per_example["rows"]}
+    first = per_example["ratios"][0]
+    assert (first["numerator"], first["denominator"]) == ("jax-vmap", "torch-vmap")
+    assert first["ratio"] == pytest.approx(by_way["jax-vmap"] / by_way["torch-vmap"])
+    out = capsys.readouterr().out
+    assert "| torch.func vmap(grad) | 4 |" in out and "| toy engine (NumPy) | 4 |" in out
+
+
+def test_toy_config_is_plain_sgd_and_other_projects_are_named():
+    config = toy_config(get_project("mnist").config("smoke"))
+    assert (config.model, config.optimizer, config.momentum, config.schedule) == (
+        "mlp", "sgd", 0.0, "constant"
+    )  # fmt: skip
+    errors: dict = {}
+    ctx = Ctx(get_project("regression"), None, "cpu", 1, 1, 10)
+    assert bench_toy(ctx, [4], errors)["rows"] == [] and "MNIST MLP only" in errors["toy"]

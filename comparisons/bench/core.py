@@ -9,7 +9,9 @@ torch's FlopCounterMode (torch), the same work counted the same way; achieved GF
 set against the best any framework reached in the same run (comparisons/bench/peak.py), so
 no row exceeds 100%. bench.json records the runtime (allocator, XLA flags) in force.
 Writes <workdir>/<project>/bench/bench.json and bench.md; the per-mode step builders are in
-comparisons/bench/modes.py, per-op microbenchmarks in comparisons/bench/ops.py.
+comparisons/bench/modes.py, per-op microbenchmarks in comparisons/bench/ops.py, and the
+optional per-example-gradient and toy-engine tables (--per-example, --toy) in
+comparisons/bench/extras.py. `--modes none` skips the main sweep and keeps only those.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from comparisons.bench import extras
 from comparisons.bench.modes import Ctx, jax_prepare, torch_prepare
 from comparisons.bench.ops import OPS, bench_ops, ops_markdown
 from comparisons.bench.peak import (
@@ -106,6 +109,8 @@ def resolve_device(device: str) -> str:
 def parse_modes(modes: Any) -> list[str]:
     """Mode keys from a list or a comma-separated string; unknown names raise BenchError."""
     names = modes.split(",") if isinstance(modes, str) else list(modes)
+    if [m.strip() for m in names] == ["none"]:  # only the extra tables
+        return []
     keys = list(dict.fromkeys(m.strip() for m in names if m.strip()))
     unknown = [m for m in keys if m not in MODES]
     if unknown:
@@ -182,6 +187,8 @@ def bench_project(
     warmup: int = WARMUP_STEPS,
     peak_n: int = 2048,
     data_examples: int = 8192,
+    per_example: bool = False,
+    toy: bool = False,
 ) -> dict[str, Any]:
     """Benchmark every (mode, train/infer, batch size) of a project; failures go to "errors"."""
     device = resolve_device(device)
@@ -211,9 +218,12 @@ def bench_project(
         "ratios": [],
         "data_pipeline": {},
         "ops": [],
+        "per_example": {},
+        "toy": {},
         "errors": errors,
     }
-    bar = tqdm(total=len(PEAK_FRAMEWORKS) + len(plan) + 1, disable=not progress, desc="bench")
+    total = len(PEAK_FRAMEWORKS) + len(plan) + 1 + extras.count(batch_sizes, per_example, toy)
+    bar = tqdm(total=total, disable=not progress, desc="bench")
     for fw in PEAK_FRAMEWORKS:
         bar.set_description(f"matmul peak {fw}")
         try:
@@ -240,6 +250,10 @@ def bench_project(
     except Exception as err:
         errors["data_pipeline"] = _describe(err, "shared_data pipeline")
     bar.update()
+    if per_example:
+        result["per_example"] = extras.bench_per_example(ctx, batch_sizes, errors, bar)
+    if toy:
+        result["toy"] = extras.bench_toy(ctx, batch_sizes, errors, bar)
     bar.close()
     result["machine"]["load_avg_1m_end"] = machine()["load_avg_1m"]
     result["ratios"] = compute_ratios(result["results"])
@@ -293,6 +307,8 @@ def to_markdown(result: dict[str, Any]) -> str:
         lines += ["", data_pipeline_markdown(result["data_pipeline"])]
     if result["ops"]:
         lines += ["", ops_markdown(result["ops"])]
+    if extras.rows(result):
+        lines += ["", extras.to_markdown(result)]
     if result["errors"]:
         lines += ["", "Errors:", ""] + [f"- `{k}`: {e}" for k, e in result["errors"].items()]
     return "\n".join(lines) + "\n"
@@ -323,6 +339,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--ops-compile", action="store_true", help="torch.compile in the op benchmarks (slow)")
     add("--op-names", default=",".join(OPS), help="comma-separated subset of the ops")
     add("--peak-n", type=int, default=2048, help="matrix size of the matmul peak (default 2048)")
+    extras.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -335,7 +352,8 @@ def run(args: argparse.Namespace) -> int:
         if [o for o in ops if o not in OPS]:
             raise BenchError(f"unknown ops in {ops}; known: {', '.join(OPS)}")
         sweep = (args.batch_sizes, args.steps, modes, device, progress)
-        result = bench_project(args.project, load_config(args), *sweep, peak_n=args.peak_n)
+        flags = {"per_example": args.per_example, "toy": args.toy}
+        result = bench_project(args.project, load_config(args), *sweep, peak_n=args.peak_n, **flags)
     except BenchError as err:
         print(f"roadmap bench: error: {err}", file=sys.stderr)
         return 2
@@ -347,7 +365,7 @@ def run(args: argparse.Namespace) -> int:
     outdir = write_bench(result, args.workdir)
     print(to_markdown(result))
     print(f"wrote {outdir / 'bench.json'} and {outdir / 'bench.md'}")
-    return 0 if result["results"] else 1
+    return 0 if result["results"] or extras.rows(result) else 1
 
 
 if __name__ == "__main__":
