@@ -102,7 +102,10 @@ def test_sections_tables_and_figures(built):
     text = out.read_text()
     assert "99.03%" in text and "98.91%" in text and "+0.12 pp" in text
     charts = [s for s in page.images if s.startswith("data:image/svg+xml;base64,")]
-    assert len(charts) == 3 + 3  # curves, throughput, ops; three small graph pictures embedded
+    # Curves of two recipes (the CNN runs, the MLP run), throughput, ops; three small graph
+    # pictures embedded.
+    assert len(charts) == 4 + 3
+    assert "<b>recipe</b>: model cnn, epochs 2" in text and "model mlp, epochs 1" in text
     assert [s for s in page.images if not s.startswith("data:")] == [
         "mnist/ir/torch/train_step.svg"
     ]

@@ -27,6 +27,31 @@ from comparisons.report.html import (
 TOOL_DIRS = ("compare", "bench", "ir")
 RUN_FILES = ("summary.json", "metrics.jsonl", "config.json")
 MAX_CURVES_PER_FRAMEWORK = 4
+MAX_RECIPE_CHARTS = 4
+# Config fields that do not change what a run learns: runs differing only in these share a
+# recipe (and a chart). max_steps: a run stopped early and resumed is the same recipe.
+NOT_RECIPE = {"__class__", "framework", "seed", "data_dir", "download", "max_steps", "log_every",
+              "checkpoint_every", "eval_batch_size"}  # fmt: skip
+
+
+def recipe_key(config: dict[str, Any]) -> str:
+    """The recipe of a run: its config without the fields that do not change what it learns."""
+    kept = {k: v for k, v in config.items() if k not in NOT_RECIPE}
+    return json.dumps(kept, sort_keys=True, default=str)
+
+
+def recipe_labels(keys: list[str]) -> dict[str, str]:
+    """A short name per recipe: the fields in which the recipes differ (the model first)."""
+    configs = {k: json.loads(k) for k in keys}
+    fields = sorted({f for c in configs.values() for f in c})
+    differ = [f for f in fields if len({json.dumps(c.get(f)) for c in configs.values()}) > 1]
+    differ.sort(key=lambda f: (f != "model", f))
+    labels = {}
+    for key, config in configs.items():
+        parts = [f"{f} {config.get(f)}" for f in differ[:5]]
+        more = f" (+{len(differ) - 5} more fields)" if len(differ) > 5 else ""
+        labels[key] = ", ".join(parts) + more if parts else "one recipe"
+    return labels
 
 
 def _read_metrics(page: Page, path: Path) -> tuple[list[dict[str, Any]], list[Html]]:
@@ -177,34 +202,7 @@ def runs_section(page: Page, name: str, pdir: Path) -> Html:
             f"no training runs under {page.show(page.runs_dir / name)}: run "
             f"`roadmap run {name} --framework jax` (and torch), or `roadmap compare {name}`"
         )
-    parts = []
-    curves, shown = [], {}
-    for run in sorted(runs, key=lambda r: r["mtime"], reverse=True):
-        if headlines[id(run)][0] != metric:
-            continue  # another kind of number: its row in the table says which
-        shown[run["framework"]] = shown.get(run["framework"], 0) + 1
-        if shown[run["framework"]] > MAX_CURVES_PER_FRAMEWORK:
-            continue
-        curves.append(
-            {
-                "framework": run["framework"],
-                "label": f"{run['framework']} {run['run_id']}",
-                "train": [
-                    (r.get("step"), r.get("loss"))
-                    for r in run["metrics"]
-                    if r.get("split") == "train"
-                ],
-                "test": [(h.get("epoch"), h.get(metric)) for h in _history(run)],
-            }
-        )
-    curves.sort(key=lambda c: c["label"])
-    draw = lambda c: plots.training_curves(c, metric)  # noqa: E731
-    parts.append(chart_figure(page, f"the {name} curves", draw, curves))
-    if max(shown.values()) > MAX_CURVES_PER_FRAMEWORK:
-        parts.append(
-            f'<p class="muted">curves show the {MAX_CURVES_PER_FRAMEWORK} newest runs per '
-            "framework; the table lists every run.</p>"
-        )
+    parts = [_curves(page, name, runs, metric, headlines)]
     rows = []
     # The test loss gets its own column unless it already is the headline (the VAE's).
     loss_column = metric != "test_loss"
@@ -234,6 +232,50 @@ def runs_section(page: Page, name: str, pdir: Path) -> Html:
     headers += ["train examples/s", "first step (compile) s", "wall s", "params", "notes"]
     parts.append(table(headers[: len(rows[0])], rows))
     parts.append(images_section(page, runs))
+    return Html("".join(parts))
+
+
+def _curves(page: Page, name: str, runs: list[dict[str, Any]], metric: str, headlines) -> Html:
+    """One chart per recipe (newest recipes first), both frameworks overlaid in each.
+
+    Runs of different recipes (the fast and the short CIFAR-10 runs, ResNet-18) would make
+    one chart unreadable; runs of one recipe in the two frameworks are the comparison.
+    """
+    by_recipe: dict[str, list[dict[str, Any]]] = {}
+    for run in sorted(runs, key=lambda r: r["mtime"], reverse=True):
+        if headlines[id(run)][0] == metric:  # another kind of number: its table row says which
+            by_recipe.setdefault(recipe_key(run["config"]), []).append(run)
+    labels = recipe_labels(list(by_recipe))
+    parts, capped = [], False
+    for key, recipe_runs in list(by_recipe.items())[:MAX_RECIPE_CHARTS]:
+        curves, shown = [], {}
+        for run in recipe_runs:
+            shown[run["framework"]] = shown.get(run["framework"], 0) + 1
+            if shown[run["framework"]] > MAX_CURVES_PER_FRAMEWORK:
+                capped = True
+                continue
+            train = [
+                (r.get("step"), r.get("loss")) for r in run["metrics"] if r.get("split") == "train"
+            ]
+            curves.append(
+                {
+                    "framework": run["framework"],
+                    "label": f"{run['framework']} {run['run_id']}",
+                    "train": train,
+                    "test": [(h.get("epoch"), h.get(metric)) for h in _history(run)],
+                }
+            )
+        curves.sort(key=lambda c: c["label"])
+        if len(by_recipe) > 1:
+            parts.append(f"<p><b>recipe</b>: {esc(labels[key])}</p>")
+        draw = lambda c: plots.training_curves(c, metric)  # noqa: E731
+        parts.append(chart_figure(page, f"the {name} curves ({labels[key]})", draw, curves))
+    if capped or len(by_recipe) > MAX_RECIPE_CHARTS:
+        parts.append(
+            f'<p class="muted">charts show the {MAX_RECIPE_CHARTS} newest recipes and, in each, '
+            f"the {MAX_CURVES_PER_FRAMEWORK} newest runs per framework; the table lists every "
+            "run.</p>"
+        )
     return Html("".join(parts))
 
 
