@@ -251,3 +251,19 @@ def test_toy_config_is_plain_sgd_and_other_projects_are_named():
     errors: dict = {}
     ctx = Ctx(get_project("regression"), None, "cpu", 1, 1, 10)
     assert bench_toy(ctx, [4], errors)["rows"] == [] and "MNIST MLP only" in errors["toy"]
+
+
+def test_every_op_builds_at_every_size():
+    """`--op-size`: each op case builds its inputs and FLOP count at each size set."""
+    from comparisons.bench.op_cases import OPS as CASES
+    from comparisons.bench.op_cases import SIZES
+
+    assert {"small", "tiny", "speedrun"} <= set(SIZES)
+    for size, dims in SIZES.items():
+        assert set(dims) == set(SIZES["small"]), size
+        for name, make in CASES.items():
+            case = make(dims)
+            assert case.flops > 0 and case.inputs, (size, name)
+    conv = CASES["conv2d"](SIZES["speedrun"])
+    assert conv.shape == "x 256x15x15x64, w 3x3x64x256, SAME"
+    assert conv.flops == 2 * 256 * 15 * 15 * 256 * 64 * 9

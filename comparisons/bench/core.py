@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from comparisons.bench import extras
 from comparisons.bench.modes import Ctx, jax_prepare, torch_prepare
+from comparisons.bench.op_cases import SIZES
 from comparisons.bench.ops import OPS, bench_ops, ops_markdown
 from comparisons.bench.peak import (
     PEAK_FRAMEWORKS,
@@ -338,6 +339,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--ops", action=argparse.BooleanOptionalAction, default=True, help="op microbenchmarks")
     add("--ops-compile", action="store_true", help="torch.compile in the op benchmarks (slow)")
     add("--op-names", default=",".join(OPS), help="comma-separated subset of the ops")
+    add("--op-size", choices=sorted(SIZES), default="small",
+        help="op shapes: small (MNIST-like), speedrun (the CIFAR-10 speedrun net's)")  # fmt: skip
     add("--peak-n", type=int, default=2048, help="matrix size of the matmul peak (default 2048)")
     extras.add_arguments(parser)
 
@@ -358,7 +361,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"roadmap bench: error: {err}", file=sys.stderr)
         return 2
     if ops:
-        result["ops"] = bench_ops(ops, args.steps, args.ops_compile, device, progress)
+        result["ops"] = bench_ops(
+            ops, args.steps, args.ops_compile, device, progress, size=args.op_size
+        )
+        result["op_size"] = args.op_size
         for row in result["ops"]:
             result["errors"].update({f"ops/{row['op']}/{m}": e for m, e in row["errors"].items()})
         apply_peak_reference(result)  # an op may beat every step and matmul: raise the reference
