@@ -116,7 +116,10 @@ def run_command(args) -> int:
             return 2
     run_id = run_id or new_run_id()
     path = run_dir(args.workdir, project.name, args.framework, run_id)
-    print(f"{FRAMEWORK_LABELS[args.framework]}: {project.name} -> {path}")
+    label = FRAMEWORK_LABELS[args.framework]
+    if getattr(config, "style", "linen") == "nnx":  # mnist's Flax NNX step (docs/STYLES.md)
+        label = "JAX (Flax NNX, nnx.jit)"
+    print(f"{label}: {project.name} -> {path}")
     summary = project.module(args.framework).train_and_evaluate(
         config, path, resume=args.resume, progress=args.progress
     )

@@ -96,13 +96,16 @@ def _run(tmp_path, *extra: str) -> int:
     return main([*argv, "--no-progress", *extra])
 
 
-def test_style_nnx_runs_end_to_end_through_the_cli_and_resumes_exactly(tmp_path, monkeypatch):
+def test_style_nnx_runs_end_to_end_through_the_cli_and_resumes_exactly(
+    tmp_path, monkeypatch, capsys
+):
     steps = []  # the NNX step, not Linen's, must be the one the driver calls
     step = nnx_train.train_step
     monkeypatch.setattr(nnx_train, "train_step", lambda *a: steps.append(1) or step(*a))
     config = override(PROJECT.config("smoke"), {"style": "nnx", "limit_train": 128})
     reference = linen_train.train_and_evaluate(config, tmp_path / "reference", progress=False)
     assert _run(tmp_path, "--set", "max_steps=6", "--set", "checkpoint_every=2") == 0
+    assert "JAX (Flax NNX, nnx.jit): mnist ->" in capsys.readouterr().out
     run = tmp_path / "mnist" / "jax" / "r"
     assert json.loads((run / "config.json").read_text())["style"] == "nnx"
     assert sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
