@@ -43,15 +43,16 @@ def _add_common(
         )
         parser.add_argument("--seed", type=int)
         parser.add_argument("--batch-size", dest="batch_size", type=int)
+        # Not only for training: `roadmap ir|bench cifar10 --precision bf16` compile bf16 too.
+        parser.add_argument(
+            "--precision", help="fp32, or bf16: bf16 compute with fp32 weights (cifar10)"
+        )
         parser.add_argument("--device", default="cpu", help="cpu, cuda or gpu")
     if training:
         parser.add_argument("--epochs", type=int)
         parser.add_argument("--lr", type=float)
         parser.add_argument("--optimizer", help="sgd, adam or adadelta")
         parser.add_argument("--schedule", help="constant, step, onecycle, cosine or linear")
-        parser.add_argument(
-            "--precision", help="fp32, or bf16: bf16 compute with fp32 weights (cifar10)"
-        )
         parser.add_argument(
             "--run-id", dest="run_id", help="name of the run folder (default: a timestamp)"
         )

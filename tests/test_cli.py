@@ -121,3 +121,14 @@ def test_cross_field_and_list_mistakes_are_one_line_errors(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1 and field in err, (argv, err)
     assert not list(tmp_path.rglob("*")), "nothing may be built before the config is checked"
+
+
+def test_precision_reaches_every_command_that_builds_a_config():
+    from comparisons.cli import build_parser
+    from comparisons.options import load_config
+
+    parser = build_parser()
+    for command in ("run", "compare", "ir", "bench"):
+        extra = ["--framework", "jax"] if command == "run" else []
+        args = parser.parse_args([command, "cifar10", *extra, "--precision", "bf16"])
+        assert load_config(args).precision == "bf16", command
