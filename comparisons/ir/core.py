@@ -52,10 +52,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip Inductor (torch graphs still come from AOTAutograd, with eager kernels)",
     )
     parser.add_argument("--no-torchscript", dest="torchscript", action="store_false")
+    # `roadmap ir diff PROJECT`: "diff" lands in `project`, the project in `target`.
+    parser.add_argument("target", nargs="?", help="after `diff`: the project to diff")
+    parser.add_argument("--a", help="ir diff: config overrides (KEY=VALUE ...) or a run folder")
+    parser.add_argument("--b", help="ir diff: the other side, as --a")
+    parser.add_argument(
+        "--no-profile", dest="profile", action="store_false", help="ir diff: no time column"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point of `roadmap ir`."""
+    """Entry point of `roadmap ir` (and of `roadmap ir diff PROJECT`, comparisons/ir/diff.py)."""
+    if args.project == "diff":
+        from comparisons.ir.diff import run_diff
+
+        return run_diff(args)
+    if getattr(args, "target", None):
+        raise SystemExit(f"roadmap ir: unexpected argument {args.target!r} (did you mean diff?)")
     out_dir = Path(args.workdir) / args.project / "ir"
     summary = dump_ir(
         args.project,

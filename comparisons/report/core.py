@@ -107,6 +107,12 @@ def _project_section(page: Page, name: str, pdir: Path) -> str:
     parts.append(page.guard(f"{name} bench", report_bench.bench_section, name, pdir / "bench"))
     parts.append(page.heading(3, f"{slug(name)}-ir", f"{name}: compiled IR"))
     parts.append(page.guard(f"{name} IR", report_ir.ir_section, name, pdir / "ir"))
+    if (pdir / "ir" / "ir_diff.json").is_file():  # `roadmap ir diff`: optional, no note if absent
+        from comparisons.report.ir_diff import ir_diff_section
+
+        parts.append(page.heading(3, f"{slug(name)}-ir-diff", f"{name}: IR diff by layer"))
+        diff_json = pdir / "ir" / "ir_diff.json"
+        parts.append(page.guard(f"{name} IR diff", ir_diff_section, name, diff_json))
     return f'<section class="project">{"".join(parts)}</section>'
 
 

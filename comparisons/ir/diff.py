@@ -1,0 +1,386 @@
+"""`roadmap ir diff`: two compiled training steps aligned layer by layer (framework-free part).
+
+jax_layers.py and torch_layers.py turn each framework's step into op records (one per
+jaxpr equation / FX node): phase (forward, backward, update, other), the module scope the op
+was traced in, its source line, op name, category, FLOPs, bytes, and the kernel (XLA fusion,
+Inductor kernel or extern call) it ended up in, plus measured time per kernel. Here each op
+gets one row: the parameterised layer it belongs to, the glue after a layer (activations,
+pooling, dropout, flatten: ops inside the model but outside any parameterised layer), the
+loss, the optimizer, other step code, or `unattributed`; then rows are set side by side.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+PHASES = ("forward", "backward", "update", "other")
+INPUT_ROW = "model input"  # glue before the first layer (the MLP's flatten)
+FIXED_ROWS = ("loss", "optimizer", "other", "unattributed")
+MATMUL = "matmul/conv"
+
+
+def _layer_of(scope: tuple[str, ...], layers: list[tuple[str, ...]]) -> str | None:
+    """The longest parameterised layer path that prefixes `scope`, as 'a/b'."""
+    best = max((lay for lay in layers if scope[: len(lay)] == lay), key=len, default=None)
+    return "/".join(best) if best else None
+
+
+def assign_rows(ops: list[dict[str, Any]], layers: list[str]) -> None:
+    """Give every op record a `row` and an `attributed_by`, in place (each op exactly one row).
+
+    Layer ops go by module scope. Glue ops in the forward go to `after <the last layer run>`;
+    in the backward by source line (the forward glue op of the same line) or, failing that,
+    by program order (`after <the next layer whose backward runs>`: autodiff runs the
+    backward in reverse). Ops outside the model: loss (forward/backward), optimizer, other.
+    """
+    paths = [tuple(lay.split("/")) for lay in layers]
+    glue_line: dict[str, str] = {}
+    last = None
+    for op in ops:
+        if op["phase"] != "forward" or "row" in op:  # a side may preset a row (param.grad)
+            continue
+        layer = _layer_of(tuple(op["scope"]), paths) if op["in_model"] else None
+        if layer:
+            op["row"], op["attributed_by"], last = layer, "module", layer
+        elif op["in_model"] and op.get("line") in glue_line:  # e.g. a mask moved to the end
+            op["row"], op["attributed_by"] = glue_line[op["line"]], "source line"
+        elif op["in_model"]:
+            op["row"], op["attributed_by"] = (f"after {last}" if last else INPUT_ROW), "order"
+            if op.get("line"):
+                glue_line.setdefault(op["line"], op["row"])
+    pending: list[dict[str, Any]] = []
+    for op in ops:
+        if "row" in op:
+            continue
+        layer = _layer_of(tuple(op["scope"]), paths) if op["in_model"] else None
+        if op["phase"] == "backward" and layer:
+            op["row"], op["attributed_by"] = layer, "module"
+            for glue in pending:
+                glue["row"], glue["attributed_by"] = f"after {layer}", "order"
+            pending = []
+        elif op["phase"] == "backward" and op["in_model"]:
+            if op.get("line") in glue_line:
+                op["row"], op["attributed_by"] = glue_line[op["line"]], "source line"
+            else:
+                pending.append(op)
+        elif op["in_model"] and layer:  # model code outside forward/backward (rare)
+            op["row"], op["attributed_by"] = layer, "module"
+        else:
+            fixed = {"forward": "loss", "backward": "loss", "update": "optimizer"}
+            op["row"], op["attributed_by"] = fixed.get(op["phase"], "other"), "phase"
+    for glue in pending:
+        glue["row"], glue["attributed_by"] = INPUT_ROW, "order"
+
+
+def row_order(layers: list[str], rows: set[str]) -> list[str]:
+    """Display order: input glue, each layer then its glue (forward order), then fixed rows."""
+    order = [INPUT_ROW]
+    for layer in layers:
+        order += [layer, f"after {layer}"]
+    order += [r for r in sorted(rows) if r not in order and r not in FIXED_ROWS]
+    order += list(FIXED_ROWS)
+    return [r for r in order if r in rows]
+
+
+def aggregate(side: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per (phase, row): op counts, matmul/conv FLOPs, bytes, kernels, time (one framework)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for op in side["ops"]:
+        key = (op["phase"], op["row"])
+        entry = out.setdefault(
+            key, {"ops": Counter(), "flops": 0, "bytes": 0, "kernels": Counter(), "time_us": None}
+        )
+        entry["ops"][op["op"]] += 1
+        entry["flops"] += op["flops"] if op["category"] == MATMUL else 0
+        entry["bytes"] += op["bytes"]
+        if op.get("kernel"):
+            entry["kernels"][op["kernel"]] += 1
+    for item in side.get("kernel_rows", []):  # compiled kernels with rows of their own
+        key = (item["phase"], item["row"])
+        entry = out.setdefault(
+            key, {"ops": Counter(), "flops": 0, "bytes": 0, "kernels": Counter(), "time_us": None}
+        )
+        entry["kernels"][item["kernel"]] += 0
+    for item in side.get("time", {}).get("rows", []):
+        key = (item["phase"], item["row"])
+        entry = out.setdefault(
+            key, {"ops": Counter(), "flops": 0, "bytes": 0, "kernels": Counter(), "time_us": None}
+        )
+        entry["time_us"] = (entry["time_us"] or 0.0) + item["us"]
+    return out
+
+
+def align(sides: dict[str, dict[str, Any]], layers: list[str]) -> dict[str, Any]:
+    """The aligned tables: {phase: [{row, <side>: {ops, flops, bytes, kernels, time_us}}]}."""
+    per_side = {name: aggregate(side) for name, side in sides.items()}
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for phase in PHASES:
+        rows = {row for agg in per_side.values() for (p, row) in agg if p == phase}
+        if not rows:
+            continue
+        table = []
+        for row in row_order(layers, rows):
+            entry: dict[str, Any] = {"row": row}
+            for name, agg in per_side.items():
+                cell = agg.get((phase, row))
+                entry[name] = None if cell is None else _plain(cell)
+            table.append(entry)
+        tables[phase] = table
+    return tables
+
+
+def _plain(cell: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "ops": dict(sorted(cell["ops"].items(), key=lambda kv: (-kv[1], kv[0]))),
+        "flops": cell["flops"],
+        "bytes": cell["bytes"],
+        "kernels": sorted(cell["kernels"]),
+        "time_us": None if cell["time_us"] is None else round(cell["time_us"], 1),
+    }
+
+
+def differences(tables: dict[str, Any], a: str = "a", b: str = "b") -> list[dict[str, Any]]:
+    """Rows whose ops, FLOPs, bytes or kernel count differ between sides (time is noise)."""
+    out = []
+    for phase, table in tables.items():
+        for entry in table:
+            x, y = entry.get(a), entry.get(b)
+            fields = [
+                f
+                for f in ("ops", "flops", "bytes", "kernels")
+                if (x or {}).get(f) != (y or {}).get(f)
+                and not (
+                    f == "kernels" and len((x or {}).get(f) or []) == len((y or {}).get(f) or [])
+                )
+            ]
+            if fields:
+                out.append({"phase": phase, "row": entry["row"], "fields": fields})
+    return out
+
+
+# ------------------------------------------------------------------------------ rendering
+
+
+def _num(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f}{suffix}{unit}"
+    return f"{value:.0f}{unit}" if isinstance(value, float) else f"{value}{unit}"
+
+
+def ops_text(ops: dict[str, int] | None, limit: int = 4) -> str:
+    """'conv_general_dilated, add, reshape x2 (+3)': the most frequent ops of a cell."""
+    if not ops:
+        return "-"
+    items = [f"{op}" + (f" x{n}" if n > 1 else "") for op, n in list(ops.items())[:limit]]
+    more = len(ops) - limit
+    return ", ".join(items) + (f" (+{more})" if more > 0 else "")
+
+
+def _time(cell: dict[str, Any] | None) -> str:
+    return "-" if not cell or cell.get("time_us") is None else f"{cell['time_us']:.0f}us"
+
+
+COLUMNS = ("ops", "n", "kernels", "FLOPs", "bytes", "time")
+
+
+def _cells(cell: dict[str, Any] | None) -> list[str]:
+    if cell is None:
+        return ["", "", "", "", "", ""]
+    return [
+        ops_text(cell["ops"]),
+        str(sum(cell["ops"].values())),
+        str(len(cell["kernels"])),
+        _num(cell["flops"]) if cell["flops"] else "-",
+        _num(cell["bytes"], "B"),
+        _time(cell),
+    ]
+
+
+def render_text(result: dict[str, Any], width: int = 44) -> str:
+    """One aligned plain-text table per phase (stable: no timestamps; time last per side)."""
+    names = result["sides"]
+    marked = {(d["phase"], d["row"]) for d in result.get("differences", [])}
+    lines = [result["title"], ""]
+    for phase, table in result["tables"].items():
+        header = ["", "row"] + [f"{n}:{c}" for n in names for c in COLUMNS]
+        rows = [header]
+        for entry in table:
+            mark = "*" if (phase, entry["row"]) in marked else ""
+            cells = [c for n in names for c in _cells(entry.get(n))]
+            rows.append([mark, entry["row"], *[c[:width] for c in cells]])
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+        lines.append(f"== {phase} ==")
+        for r in rows:
+            lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """The same tables as markdown (ir_diff.md)."""
+    names = result["sides"]
+    marked = {(d["phase"], d["row"]) for d in result.get("differences", [])}
+    out = [f"# {result['title']}", ""]
+    for phase, table in result["tables"].items():
+        head = ["row"] + [f"{n} {c}" for n in names for c in COLUMNS]
+        out += [f"## {phase}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for entry in table:
+            mark = " (differs)" if (phase, entry["row"]) in marked else ""
+            cells = [c.replace("|", "/") for n in names for c in _cells(entry.get(n))]
+            out.append(f"| {entry['row']}{mark} | " + " | ".join(cells) + " |")
+        out.append("")
+    for note in result.get("notes", []):
+        out.append(f"- {note}")
+    return "\n".join(out) + "\n"
+
+
+def dumps(result: dict[str, Any]) -> str:
+    """JSON text of a diff result (sorted keys, for diffing two runs)."""
+    return json.dumps(result, indent=1, sort_keys=True, default=str)
+
+
+# ------------------------------------------------------------------------------ driver
+
+
+def build_side(framework: str, project, config, batch_size: int, **kw) -> dict[str, Any]:
+    """One framework's side: ops with rows, kernels, time (imports only that framework)."""
+    batch = project.example_batch(batch_size, config=config)
+    if framework == "jax":
+        from comparisons.ir.jax_layers import jax_side
+
+        return jax_side(
+            project, config, batch, profile=kw.get("profile", True), kernels=kw.get("kernels", True)
+        )
+    from comparisons.ir.torch_layers import torch_side
+
+    return torch_side(
+        project, config, batch, inductor=kw.get("inductor", True), profile=kw.get("profile", True)
+    )
+
+
+def _strip(side: dict[str, Any]) -> dict[str, Any]:
+    """The side as stored in JSON: op records without their per-op bookkeeping."""
+    keep = ("phase", "row", "attributed_by", "op", "category", "flops", "bytes", "line")
+    return {**side, "ops": [{k: op.get(k) for k in keep} for op in side["ops"]]}
+
+
+def layer_flops(side: dict[str, Any]) -> dict[tuple[str, str], int]:
+    """Matmul/conv FLOPs per (phase, row)."""
+    out: Counter = Counter()
+    for op in side["ops"]:
+        if op["category"] == MATMUL:
+            out[(op["phase"], op["row"])] += op["flops"]
+    return dict(out)
+
+
+def diff_frameworks(project_name: str, config, batch_size: int = 8, **kw) -> dict[str, Any]:
+    """JAX against torch for one config: the aligned tables and the per-layer checks."""
+    from comparisons.registry import get_project
+
+    project = get_project(project_name)
+    sides = {fw: build_side(fw, project, config, batch_size, **kw) for fw in ("jax", "torch")}
+    layers = list(dict.fromkeys(sides["jax"]["layers"] + sides["torch"]["layers"]))
+    jf, tf = layer_flops(sides["jax"]), layer_flops(sides["torch"])
+    mismatched = sorted(
+        f"{p} {r}" for p, r in set(jf) | set(tf) if jf.get((p, r)) != tf.get((p, r))
+    )
+    notes = [n for s in sides.values() for n in s.get("notes", [])]
+    for fw, side in sides.items():
+        time = side.get("time")
+        if time:
+            notes.append(
+                f"{fw} time: {time['source']}; rows sum {time['sum_us']:.0f} us, "
+                f"step wall {time['wall_us']:.0f} us"
+            )
+    return {
+        "title": f"ir diff: {project_name} ({getattr(config, 'model', '-')}), jax vs torch, "
+        f"batch {batch_size}",
+        "project": project_name,
+        "kind": "frameworks",
+        "sides": ["jax", "torch"],
+        "layers": layers,
+        "tables": align(sides, layers),
+        "flops_mismatch": mismatched,
+        "notes": notes,
+        "detail": {fw: _strip(side) for fw, side in sides.items()},
+    }
+
+
+def diff_variants(project_name: str, framework: str, configs: dict, batch_size: int = 8, **kw):
+    """Two configs of one framework (`configs` = {"a": config, "b": config}), differences marked."""
+    from comparisons.registry import get_project
+
+    project = get_project(project_name)
+    sides = {k: build_side(framework, project, c, batch_size, **kw) for k, c in configs.items()}
+    layers = list(dict.fromkeys(sides["a"]["layers"] + sides["b"]["layers"]))
+    tables = align(sides, layers)
+    return {
+        "title": f"ir diff: {project_name}, {framework}, a vs b, batch {batch_size}",
+        "project": project_name,
+        "kind": "variants",
+        "framework": framework,
+        "sides": ["a", "b"],
+        "layers": layers,
+        "tables": tables,
+        "differences": differences(tables),
+        "notes": [n for s in sides.values() for n in s.get("notes", [])][:2],
+        "detail": {k: _strip(side) for k, side in sides.items()},
+    }
+
+
+def variant_config(base, spec: str | None):
+    """`--a`/`--b`: a run folder (its config.json), or KEY=VALUE overrides (space or ';')."""
+    from pathlib import Path
+
+    from shared_data.configs.base import from_dict, override, validate
+
+    if not spec:
+        return base
+    path = Path(spec)
+    if (path / "config.json").is_file():
+        path = path / "config.json"
+    if path.is_file():
+        return validate(from_dict(type(base), json.loads(path.read_text())))
+    return validate(override(base, spec.replace(";", " ").split()))
+
+
+def run_diff(args) -> int:
+    """`roadmap ir diff PROJECT [--a SPEC --b SPEC]`: print the tables, write txt/md/json."""
+    from pathlib import Path
+
+    from comparisons.options import load_config
+    from shared_data.runlog import atomic_write_text
+
+    if not args.target:
+        raise SystemExit("roadmap ir diff: name the project, e.g. `roadmap ir diff mnist`")
+    args.project = args.target
+    config = load_config(args)
+    batch = getattr(args, "batch_size", None) or 8
+    kw = {"profile": args.profile, "inductor": getattr(args, "inductor", True)}
+    if args.a is None and args.b is None:
+        result, stem = diff_frameworks(args.project, config, batch, **kw), "ir_diff"
+    else:
+        framework = "torch" if args.framework == "torch" else "jax"
+        configs = {"a": variant_config(config, args.a), "b": variant_config(config, args.b)}
+        result = diff_variants(args.project, framework, configs, batch, **kw)
+        result["specs"] = {"a": args.a or "(config)", "b": args.b or "(config)"}
+        stem = f"ir_diff_{framework}_variants"
+    out = Path(args.workdir) / args.project / "ir"
+    out.mkdir(parents=True, exist_ok=True)
+    text = render_text(result)
+    atomic_write_text(out / f"{stem}.txt", text)
+    atomic_write_text(out / f"{stem}.md", render_markdown(result))
+    atomic_write_text(out / f"{stem}.json", dumps(result))
+    print(text)
+    if result["kind"] == "variants":
+        changed = result["differences"]
+        print(f"{len(changed)} row(s) differ" if changed else "no differences (time aside)")
+    elif result["flops_mismatch"]:
+        print("matmul/conv FLOPs differ in: " + ", ".join(result["flops_mismatch"]))
+    print(f"wrote {out}/{stem}.txt, .md and .json")
+    return 0

@@ -1,0 +1,334 @@
+"""The JAX side of `roadmap ir diff`: the jitted train step's ops, kernels and time per layer.
+
+Ops: every leaf equation of `jax.make_jaxpr(train_step)`, with the name stack JAX records
+while tracing (`jvp(CNN)/conv2`: Flax pushes each module's name; autodiff wraps the forward
+in `jvp(...)` and the backward in `transpose(jvp(...))`) and the user source line. Kernels:
+the top-level instructions of the compiled step's optimized HLO (fusions, convolutions,
+custom calls...), attributed through the `op_name` and stack-frame metadata that XLA keeps on
+every instruction, fused or not. Time: a `jax.profiler` trace of a few compiled steps, whose
+CPU events are named after those top-level instructions.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import math
+import re
+import tempfile
+from collections import Counter, defaultdict
+from typing import Any
+
+import jax
+import jax.extend.core as jcore
+import numpy as np
+from jax._src import source_info_util
+
+from comparisons.ir.graphs import hlo_instructions
+from comparisons.ir.opmap import JAX_WRAPPERS, jax_category
+
+_WRAPPER = re.compile(r"^(?:jvp|transpose|vmap|remat|checkpoint)\((.*)\)$")
+_NOT_MODULES = {"while", "body", "cond", "closed_call", "core_call", "branch", "checkpoint"}
+_UPDATE_FILES = ("optax", "train_state.py", "common/optim")  # frames of the optimizer update
+
+
+def _nbytes(aval) -> int:
+    try:
+        return int(math.prod(aval.shape)) * np.dtype(aval.dtype).itemsize
+    except (TypeError, AttributeError):  # PRNG keys and tokens
+        return 0
+
+
+def parse_stack(stack: str, root: str) -> tuple[str, bool, tuple[str, ...]]:
+    """'transpose(jvp(CNN))/conv2' -> (phase hint, in_model, scope): backward, True, (conv2,)."""
+    hint = "backward" if "transpose(" in stack else "forward" if "jvp(" in stack else ""
+    names: list[str] = []
+    for part in stack.split("/"):
+        if part.startswith(("jit(", "pjit(")):  # a function boundary (relu, _bernoulli), no module
+            continue
+        while (m := _WRAPPER.match(part)) is not None:
+            part = m.group(1)
+        if part and part not in _NOT_MODULES and "." not in part:  # 'VAE.encode': a method
+            names.append(part)
+    if root not in names:
+        return hint, False, ()
+    scope = tuple(names[names.index(root) + 1 :])
+    while root in scope:  # a nested jvp(CNN) inside transpose(jvp(CNN)) repeats the root
+        scope = scope[scope.index(root) + 1 :]
+    return hint, True, scope
+
+
+def _phase(hint: str, files: list[str]) -> str:
+    if hint:
+        return hint
+    return "update" if any(any(u in f for u in _UPDATE_FILES) for f in files) else "other"
+
+
+def _flops(eqn) -> int:
+    """2*M*N*K for dot_general; conv as comparisons/ir/graphs.hlo_matmul_conv_flops counts it."""
+    name = eqn.primitive.name
+    out = eqn.outvars[0].aval.shape
+    if name == "dot_general":
+        (contract, _), _ = eqn.params["dimension_numbers"]
+        lhs = eqn.invars[0].aval.shape
+        return 2 * math.prod(out) * math.prod(lhs[d] for d in contract)
+    if name == "conv_general_dilated":
+        lhs_spec, rhs_spec, out_spec = eqn.params["dimension_numbers"]
+        lhs, rhs = eqn.invars[0].aval.shape, eqn.invars[1].aval.shape
+        window = math.prod(rhs[d] for d in rhs_spec[2:])
+        out_sp = math.prod(out[d] for d in out_spec[2:])
+        in_sp = math.prod(lhs[d] for d in lhs_spec[2:])
+        others = math.prod(out) // out_sp
+        return 2 * others * min(out_sp, in_sp) * window * rhs[rhs_spec[1]]
+    return 0
+
+
+def _subjaxprs(value):
+    if isinstance(value, jcore.ClosedJaxpr):
+        yield value.jaxpr
+    elif isinstance(value, jcore.Jaxpr):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _subjaxprs(item)
+
+
+def jaxpr_ops(closed, root: str) -> list[dict[str, Any]]:
+    """One record per leaf equation of the step, nested name stacks and frames composed."""
+    ops: list[dict[str, Any]] = []
+
+    def walk(jaxpr, outer: str, outer_line: str, outer_files: list[str]) -> None:
+        for eqn in jaxpr.eqns:
+            inner = str(eqn.source_info.name_stack)
+            stack = "/".join(s for s in (outer, inner) if s)
+            frame = source_info_util.user_frame(eqn.source_info.traceback)
+            line = f"{frame.file_name}:{frame.start_line}" if frame else outer_line
+            files = outer_files + [f.file_name for f in _frames(eqn)]
+            subs = [s for v in eqn.params.values() for s in _subjaxprs(v)]
+            for sub in subs:
+                walk(sub, stack, line, files)
+            if eqn.primitive.name in JAX_WRAPPERS or (subs and eqn.primitive.name == "pjit"):
+                continue
+            hint, in_model, scope = parse_stack(stack, root)
+            name = eqn.primitive.name
+            ops.append(
+                {
+                    "phase": _phase(hint, files),
+                    "in_model": in_model,
+                    "scope": list(scope),
+                    "line": line,
+                    "op": name,
+                    "category": jax_category(name),
+                    "flops": _flops(eqn),
+                    "bytes": sum(_nbytes(v.aval) for v in eqn.invars if hasattr(v, "aval"))
+                    + sum(_nbytes(v.aval) for v in eqn.outvars),
+                    "stack": stack,
+                }
+            )
+
+    walk(closed.jaxpr, "", "", [])
+    return ops
+
+
+def _frames(eqn):
+    """Every frame (library ones too: user_frames hides optax, which tells the update apart)."""
+    traceback = eqn.source_info.traceback
+    return list(getattr(traceback, "frames", None) or []) if traceback is not None else []
+
+
+def layer_names(params) -> list[str]:
+    """Module paths that own parameters ('conv1', 'block/dense'), in parameter-tree order."""
+    out: dict[str, None] = {}
+    for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]:
+        keys = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
+        out["/".join(keys[:-1])] = None
+    return list(out)
+
+
+# --------------------------------------------------------------------- optimized HLO kernels
+
+_META = re.compile(r'op_name="([^"]*)"')
+_FRAME_ID = re.compile(r"stack_frame_id=(\d+)")
+_CALLS = re.compile(r"(?:calls|body|condition|to_apply|branch_computations)=\{?%?([\w.\-]+)")
+_TRIVIAL = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast"}
+
+
+def _stack_frames(text: str) -> dict[int, str]:
+    """stack_frame_id -> 'file:line' of its innermost frame (the tables after the module)."""
+    tables: dict[str, dict[int, str]] = defaultdict(dict)
+    section = None
+    for line in text.splitlines():
+        if line.strip() in ("FileNames", "FunctionNames", "FileLocations", "StackFrames"):
+            section = line.strip()
+            continue
+        m = re.match(r"^(\d+) (.*)$", line)
+        if section and m:
+            tables[section][int(m.group(1))] = m.group(2)
+        elif not line.strip():
+            section = None
+    files = {k: v.strip('"') for k, v in tables["FileNames"].items()}
+    out = {}
+    for fid, body in tables["StackFrames"].items():
+        loc = re.search(r"file_location_id=(\d+)", body)
+        where = tables["FileLocations"].get(int(loc.group(1)) if loc else -1, "")
+        f, ln = re.search(r"file_name_id=(\d+)", where), re.search(r"line=(\d+)", where)
+        if f and ln:
+            out[fid] = f"{files.get(int(f.group(1)), '')}:{ln.group(1)}"
+    return out
+
+
+def hlo_kernels(text: str, ops: list[dict[str, Any]], root: str, layers: list[str]):
+    """Top-level instructions of the optimized HLO, each with its rows (instruction counts)."""
+    from comparisons.ir.diff import _layer_of
+
+    frames = _stack_frames(text)
+    by_key: dict[tuple, Counter] = defaultdict(Counter)
+    for op in ops:  # what the jaxpr attribution says each (phase, scope, line, op) is
+        by_key[(op["phase"], op["in_model"], tuple(op["scope"]), op["line"])][op["row"]] += 1
+        by_key[(op["phase"], op["in_model"], tuple(op["scope"]))][op["row"]] += 1
+    insts = hlo_instructions(text)
+    entry = next((i["computation"] for i in insts[::-1] if i["op"] not in _TRIVIAL), "")
+    for line in text.splitlines():
+        if line.startswith("ENTRY"):
+            entry = re.match(r"ENTRY\s+%?([\w.\-]+)", line).group(1)
+    owner: dict[str, str] = {}  # computation -> top-level instruction that runs it
+    for inst in insts:
+        if inst["computation"] == entry:
+            for comp in _CALLS.findall(inst["rest"]):
+                owner[comp] = inst["name"]
+    for _ in range(4):  # nested: a while body calling fusions
+        for inst in insts:
+            top = owner.get(inst["computation"])
+            for comp in _CALLS.findall(inst["rest"]) if top else ():
+                owner.setdefault(comp, top)
+    paths = [tuple(lay.split("/")) for lay in layers]
+    kernels: dict[str, dict[str, Any]] = {}
+    for inst in insts:
+        top = inst["name"] if inst["computation"] == entry else owner.get(inst["computation"])
+        if top is None or inst["op"] in _TRIVIAL:
+            continue
+        kernel = kernels.setdefault(top, {"name": top, "op": "", "rows": Counter()})
+        if top == inst["name"]:
+            kind = re.search(r"kind=(k\w+)", inst["rest"])
+            kernel["op"] = inst["op"] + (f" {kind.group(1)}" if kind else "")
+            if inst["op"] in ("fusion", "while", "call", "conditional"):
+                continue  # counted through the instructions it runs
+        m, fid = _META.search(inst["rest"]), _FRAME_ID.search(inst["rest"])
+        # op_name is jit(<step>)/<name stack>/<primitive>: keep the name stack
+        stack = "/".join(m.group(1).split("/")[1:-1]) if m else ""
+        hint, in_model, scope = parse_stack(stack, root)
+        phase = _phase(hint, [])
+        layer = _layer_of(scope, paths) if in_model else None
+        line = frames.get(int(fid.group(1)), "") if fid else ""
+        if layer:
+            row = (phase, layer)
+        elif m is None:
+            row = ("other", "unattributed")
+        else:  # update and other share the unwrapped stack: the source line tells them apart
+            phases = [phase] if hint else ["update", "other"]
+            keys = [(p, in_model, scope, line) for p in phases]
+            keys += [(p, in_model, scope) for p in phases]
+            key = next((k for k in keys if k in by_key), None)
+            row = (key[0], by_key[key].most_common(1)[0][0]) if key else (phase, "unattributed")
+        kernel["rows"][row] += 1
+    for kernel in kernels.values():
+        if not kernel["rows"]:
+            kernel["rows"][("other", "unattributed")] += 1
+    return kernels
+
+
+# ------------------------------------------------------------------------------- profile
+
+
+def profile_kernels(step, args, steps: int = 5) -> dict[str, Any]:
+    """Microseconds per step of every top-level HLO instruction, from a jax.profiler trace."""
+    state, *rest = args
+    for _ in range(2):  # compile and warm up outside the trace
+        state, _ = step(state, *rest)
+    jax.block_until_ready(state)
+    folder = tempfile.mkdtemp(prefix="roadmap_ir_diff_")
+    import time
+
+    with jax.profiler.trace(folder):
+        start = time.perf_counter()
+        for _ in range(steps):
+            state, _ = step(state, *rest)
+        jax.block_until_ready(state)
+        wall = (time.perf_counter() - start) / steps
+    path = sorted(glob.glob(f"{folder}/**/*.trace.json.gz", recursive=True))[-1]
+    events = json.load(gzip.open(path))
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    durations: dict[str, list[float]] = defaultdict(list)
+    for ev in events:
+        args_ = ev.get("args") or {}
+        if (
+            ev.get("ph") == "X"
+            and "hlo_op" in args_
+            and "train_step" in args_.get("hlo_module", "")
+        ):
+            durations[args_["hlo_op"]].append(float(ev.get("dur", 0.0)))
+    # The median run of each instruction times its runs per step: one descheduled run (a
+    # shared machine) does not move a row.
+    per_op = {k: float(np.median(v)) * len(v) / steps for k, v in durations.items()}
+    return {"per_op_us": per_op, "wall_us": wall * 1e6, "steps": steps}
+
+
+def jax_side(
+    project, config, batch_np, profile: bool = True, steps: int = 5, kernels: bool = True
+) -> dict[str, Any]:
+    """Ops (rows assigned), kernels and time per layer of the project's jitted train step."""
+    from comparisons.ir.diff import assign_rows
+    from comparisons.ir.jax_ir import JaxDump
+    from jaxpath.common.precision import pin_fp32
+
+    pin_fp32()
+    dump = JaxDump(project, config, batch_np, {})
+    state, batch, rng = dump.state, dump.batch, dump.rng
+    step = dump.train.train_step
+    root = _root_name(state) or type(dump.train.create_model(config)).__name__
+    layers = layer_names(state.params)
+    ops = jaxpr_ops(jax.make_jaxpr(step)(state, batch, rng), root)
+    assign_rows(ops, layers)
+    side: dict[str, Any] = {"framework": "jax", "layers": layers, "root": root, "ops": ops}
+    if not kernels:  # the jaxpr alone (tests): no XLA compile, no kernels, no time
+        return side
+    text = step.lower(state, batch, rng).compile().as_text()
+    kernels = hlo_kernels(text, ops, root, layers)
+    side["kernel_rows"] = [
+        {"phase": p, "row": r, "kernel": f"{k['name']} ({k['op']})"}
+        for k in kernels.values()
+        for (p, r) in k["rows"]
+    ]
+    side["notes"] = [
+        "JAX kernels: top-level instructions of the optimized HLO; a fusion that holds ops of "
+        "several rows is listed in each, its time split by instruction count"
+    ]
+    if profile:
+        side["time"] = kernel_time(kernels, profile_kernels(step, (state, batch, rng), steps))
+        side["time"]["source"] = f"jax.profiler trace of {steps} compiled steps (XLA thunks)"
+    return side
+
+
+def _root_name(state) -> str:
+    module = getattr(state.apply_fn, "__self__", None)
+    return type(module).__name__ if module is not None else ""
+
+
+def kernel_time(kernels: dict[str, dict[str, Any]], prof: dict[str, Any]) -> dict[str, Any]:
+    """Per (phase, row) microseconds: each kernel's time split by its instruction counts."""
+    rows: dict[tuple[str, str], float] = defaultdict(float)
+    for name, us in prof["per_op_us"].items():
+        kernel = kernels.get(name)
+        if kernel is None:
+            continue  # an instruction inside a while body: its while's event holds its time
+        total = sum(kernel["rows"].values())
+        for key, n in kernel["rows"].items():
+            rows[key] += us * n / total
+    counted = sum(rows.values())
+    return {
+        "rows": [{"phase": p, "row": r, "us": us} for (p, r), us in sorted(rows.items())],
+        "kernel_us": {k: round(v, 2) for k, v in prof["per_op_us"].items() if k in kernels},
+        "sum_us": counted,
+        "wall_us": prof["wall_us"],
+    }

@@ -1,0 +1,161 @@
+"""`roadmap ir diff`: layers on both sides, FLOPs agree per layer, one row per op, self-diff."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from comparisons.cli import build_parser
+from comparisons.ir.diff import (
+    FIXED_ROWS,
+    align,
+    assign_rows,
+    build_side,
+    diff_frameworks,
+    diff_variants,
+    differences,
+    render_markdown,
+    render_text,
+)
+from comparisons.registry import get_project, list_projects
+from shared_data.configs.base import override
+
+FAST = {"profile": False, "kernels": False, "inductor": False}  # graphs only: no XLA, no Inductor
+
+
+def _config(project: str, **changes):
+    return override(get_project(project).config("default"), changes)
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    """The MNIST CNN, JAX against torch, batch 2: the jaxpr and the AOTAutograd graphs."""
+    return diff_frameworks("mnist", _config("mnist"), 2, **FAST)
+
+
+def _cell_rows(result, side):
+    return {(p, e["row"]) for p, table in result["tables"].items() for e in table if e.get(side)}
+
+
+def test_assign_rows_layers_glue_and_backward_by_line():
+    op = lambda phase, scope, line="", in_model=True: {  # noqa: E731
+        "phase": phase, "scope": scope, "line": line, "in_model": in_model}  # fmt: skip
+    ops = [
+        op("forward", ["conv1"]),
+        op("forward", [], "m.py:3"),  # relu after conv1
+        op("forward", ["conv2", "inner"]),
+        op("forward", ["Dropout_0"], "m.py:5"),  # unparameterised module: glue
+        op("forward", [], "x.py:1", in_model=False),  # loss
+        op("backward", [], "m.py:5"),  # by source line
+        op("backward", [], "p.py:9"),  # no line match: the next layer's backward owns it
+        op("backward", ["conv2"]),
+        op("update", [], in_model=False),
+        op("other", [], in_model=False),
+    ]
+    assign_rows(ops, ["conv1", "conv2"])
+    rows = [o["row"] for o in ops]
+    assert rows == ["conv1", "after conv1", "conv2", "after conv2", "loss", "after conv2",
+                    "after conv2", "conv2", "optimizer", "other"]  # fmt: skip
+
+
+def test_every_layer_on_both_sides_and_flops_agree(cnn):
+    assert cnn["layers"] == ["conv1", "conv2", "fc1", "fc2"]
+    for side in ("jax", "torch"):
+        rows = _cell_rows(cnn, side)
+        for layer in cnn["layers"]:
+            assert ("forward", layer) in rows and ("backward", layer) in rows, (side, layer)
+        assert ("forward", "after conv2") in rows and ("backward", "after conv2") in rows
+    assert cnn["flops_mismatch"] == []
+    conv2 = next(e for e in cnn["tables"]["backward"] if e["row"] == "conv2")
+    assert conv2["jax"]["flops"] == conv2["torch"]["flops"] > 0  # input + weight gradients
+
+
+def test_every_op_attributed_exactly_once(cnn):
+    for side in ("jax", "torch"):
+        ops = cnn["detail"][side]["ops"]
+        assert all(op["row"] for op in ops)
+        assert not [op for op in ops if op["row"] == "unattributed"]
+        counted = sum(
+            sum(e[side]["ops"].values())
+            for table in cnn["tables"].values()
+            for e in table
+            if e.get(side)
+        )
+        assert counted == len(ops)
+        known = set(cnn["layers"]) | {f"after {lay}" for lay in cnn["layers"]} | set(FIXED_ROWS)
+        assert {op["row"] for op in ops} <= known | {"model input"}
+    by_phase = Counter(op["phase"] for op in cnn["detail"]["torch"]["ops"])
+    assert by_phase["forward"] and by_phase["backward"] and by_phase["update"]
+
+
+def test_text_and_markdown(cnn):
+    text = render_text(cnn)
+    assert "== forward ==" in text and "== backward ==" in text and "conv2" in text
+    assert text == render_text(cnn)  # nothing in it changes between renders
+    assert "| after conv2 |" in render_markdown(cnn)
+
+
+# A real difference the diff finds: torch freezes the speedrun net's whitening weights
+# (requires_grad=False, no weight-gradient conv) while JAX differentiates every parameter and
+# the optimizer discards the whitening kernel's gradient.
+KNOWN_FLOP_GAPS = {"cifar10": ["backward whiten"]}
+SLOW = {"cifar10"}  # the speedrun net: about a minute of tracing on 2 cores
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(p.name, marks=[pytest.mark.slow] if p.name in SLOW else [])
+        for p in list_projects()
+        if p.name != "mnist"
+    ],
+)
+def test_every_project_layers_on_both_sides(name):
+    result = diff_frameworks(name, _config(name), 2, **FAST)
+    assert result["layers"]
+    for side in ("jax", "torch"):
+        rows = _cell_rows(result, side)
+        missing = [lay for lay in result["layers"] if ("forward", lay) not in rows]
+        assert not missing, (side, missing)
+    assert result["flops_mismatch"] == KNOWN_FLOP_GAPS.get(name, [])
+
+
+def test_variant_diff_self_is_empty_and_pool_differs():
+    config = _config("mnist")
+    same = diff_variants("mnist", "jax", {"a": config, "b": config}, 2, **FAST)
+    assert same["differences"] == []
+    other = _config("mnist", pool="reduce_window")  # nn.max_pool: reduce_window, select_and_scatter
+    sides = {
+        "a": same["detail"]["a"],
+        "b": build_side("jax", get_project("mnist"), other, 2, **FAST),
+    }
+    changed = differences(align(sides, same["layers"]))
+    rows = {(d["phase"], d["row"]) for d in changed}
+    assert ("forward", "after conv2") in rows and ("backward", "after conv2") in rows
+    assert all(d["row"] not in ("conv1", "conv2", "fc1", "fc2") for d in changed)
+
+
+def test_cli_keeps_roadmap_ir_project():
+    parser = build_parser()
+    plain = parser.parse_args(["ir", "mnist"])
+    assert plain.project == "mnist" and plain.target is None
+    diff = parser.parse_args(["ir", "diff", "vae", "--a", "pool=reduce_window", "--no-profile"])
+    assert (diff.project, diff.target, diff.a, diff.profile) == (
+        "diff",
+        "vae",
+        "pool=reduce_window",
+        False,
+    )
+
+
+def test_report_section_expands_rows(cnn, tmp_path):
+    from comparisons.ir.diff import dumps
+    from comparisons.report.core import build_report
+
+    folder = tmp_path / "runs" / "mnist" / "ir"
+    folder.mkdir(parents=True)
+    (folder / "ir_diff.json").write_text(dumps(cnn))
+    page = build_report(tmp_path / "runs", tmp_path / "report.html").read_text()
+    assert 'id="mnist-ir-diff"' in page
+    assert "<details><summary>conv2</summary>" in page and "convolution_backward" in page
