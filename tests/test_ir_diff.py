@@ -100,17 +100,9 @@ def test_text_and_markdown(cnn):
 # (requires_grad=False, no weight-gradient conv) while JAX differentiates every parameter and
 # the optimizer discards the whitening kernel's gradient.
 KNOWN_FLOP_GAPS = {"cifar10": ["backward whiten"]}
-SLOW = {"cifar10"}  # the speedrun net: about a minute of tracing on 2 cores
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(p.name, marks=[pytest.mark.slow] if p.name in SLOW else [])
-        for p in list_projects()
-        if p.name != "mnist"
-    ],
-)
+@pytest.mark.parametrize("name", [p.name for p in list_projects() if p.name != "mnist"])
 def test_every_project_layers_on_both_sides(name):
     result = diff_frameworks(name, _config(name), 2, **FAST)
     assert result["layers"]

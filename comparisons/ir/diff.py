@@ -87,28 +87,21 @@ def row_order(layers: list[str], rows: set[str]) -> list[str]:
 def aggregate(side: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     """Per (phase, row): op counts, matmul/conv FLOPs, bytes, kernels, time (one framework)."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def entry(item):
+        empty = {"ops": Counter(), "flops": 0, "bytes": 0, "kernels": set(), "time_us": None}
+        return out.setdefault((item["phase"], item["row"]), empty)
+
     for op in side["ops"]:
-        key = (op["phase"], op["row"])
-        entry = out.setdefault(
-            key, {"ops": Counter(), "flops": 0, "bytes": 0, "kernels": Counter(), "time_us": None}
-        )
-        entry["ops"][op["op"]] += 1
-        entry["flops"] += op["flops"] if op["category"] == MATMUL else 0
-        entry["bytes"] += op["bytes"]
-        if op.get("kernel"):
-            entry["kernels"][op["kernel"]] += 1
-    for item in side.get("kernel_rows", []):  # compiled kernels with rows of their own
-        key = (item["phase"], item["row"])
-        entry = out.setdefault(
-            key, {"ops": Counter(), "flops": 0, "bytes": 0, "kernels": Counter(), "time_us": None}
-        )
-        entry["kernels"][item["kernel"]] += 0
+        cell = entry(op)
+        cell["ops"][op["op"]] += 1
+        cell["flops"] += op["flops"] if op["category"] == MATMUL else 0
+        cell["bytes"] += op["bytes"]
+    for item in side.get("kernel_rows", []):  # compiled kernels, attributed by each side
+        entry(item)["kernels"].add(item["kernel"])
     for item in side.get("time", {}).get("rows", []):
-        key = (item["phase"], item["row"])
-        entry = out.setdefault(
-            key, {"ops": Counter(), "flops": 0, "bytes": 0, "kernels": Counter(), "time_us": None}
-        )
-        entry["time_us"] = (entry["time_us"] or 0.0) + item["us"]
+        cell = entry(item)
+        cell["time_us"] = (cell["time_us"] or 0.0) + item["us"]
     return out
 
 
@@ -141,21 +134,19 @@ def _plain(cell: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _signature(cell: dict[str, Any] | None) -> dict[str, Any]:
+    cell = cell or {}
+    keys = ("ops", "flops", "bytes")
+    return {**{k: cell.get(k) for k in keys}, "kernels": len(cell.get("kernels") or [])}
+
+
 def differences(tables: dict[str, Any], a: str = "a", b: str = "b") -> list[dict[str, Any]]:
     """Rows whose ops, FLOPs, bytes or kernel count differ between sides (time is noise)."""
     out = []
     for phase, table in tables.items():
         for entry in table:
-            x, y = entry.get(a), entry.get(b)
-            fields = [
-                f
-                for f in ("ops", "flops", "bytes", "kernels")
-                if (x or {}).get(f) != (y or {}).get(f)
-                and not (
-                    f == "kernels" and len((x or {}).get(f) or []) == len((y or {}).get(f) or [])
-                )
-            ]
-            if fields:
+            x, y = _signature(entry.get(a)), _signature(entry.get(b))
+            if fields := [f for f in x if x[f] != y[f]]:
                 out.append({"phase": phase, "row": entry["row"], "fields": fields})
     return out
 
@@ -272,43 +263,43 @@ def _strip(side: dict[str, Any]) -> dict[str, Any]:
 def layer_flops(side: dict[str, Any]) -> dict[tuple[str, str], int]:
     """Matmul/conv FLOPs per (phase, row)."""
     out: Counter = Counter()
-    for op in side["ops"]:
-        if op["category"] == MATMUL:
-            out[(op["phase"], op["row"])] += op["flops"]
+    for op in (op for op in side["ops"] if op["category"] == MATMUL):
+        out[(op["phase"], op["row"])] += op["flops"]
     return dict(out)
 
 
+def _result(project_name: str, title: str, sides: dict[str, Any], **extra) -> dict[str, Any]:
+    layers = list(dict.fromkeys(lay for side in sides.values() for lay in side["layers"]))
+    notes = list(dict.fromkeys(n for side in sides.values() for n in side.get("notes", [])))
+    for name, side in sides.items():
+        if time := side.get("time"):
+            notes.append(
+                f"{name} time: {time['source']}; rows sum {time['sum_us']:.0f} us, "
+                f"step wall {time['wall_us']:.0f} us"
+            )
+    return {
+        "title": title,
+        "project": project_name,
+        "sides": list(sides),
+        "layers": layers,
+        "tables": align(sides, layers),
+        "notes": notes,
+        "detail": {name: _strip(side) for name, side in sides.items()},
+        **extra,
+    }
+
+
 def diff_frameworks(project_name: str, config, batch_size: int = 8, **kw) -> dict[str, Any]:
-    """JAX against torch for one config: the aligned tables and the per-layer checks."""
+    """JAX against torch for one config: the aligned tables and the per-layer FLOPs check."""
     from comparisons.registry import get_project
 
     project = get_project(project_name)
     sides = {fw: build_side(fw, project, config, batch_size, **kw) for fw in ("jax", "torch")}
-    layers = list(dict.fromkeys(sides["jax"]["layers"] + sides["torch"]["layers"]))
     jf, tf = layer_flops(sides["jax"]), layer_flops(sides["torch"])
-    mismatched = sorted(
-        f"{p} {r}" for p, r in set(jf) | set(tf) if jf.get((p, r)) != tf.get((p, r))
-    )
-    notes = [n for s in sides.values() for n in s.get("notes", [])]
-    for fw, side in sides.items():
-        time = side.get("time")
-        if time:
-            notes.append(
-                f"{fw} time: {time['source']}; rows sum {time['sum_us']:.0f} us, "
-                f"step wall {time['wall_us']:.0f} us"
-            )
-    return {
-        "title": f"ir diff: {project_name} ({getattr(config, 'model', '-')}), jax vs torch, "
-        f"batch {batch_size}",
-        "project": project_name,
-        "kind": "frameworks",
-        "sides": ["jax", "torch"],
-        "layers": layers,
-        "tables": align(sides, layers),
-        "flops_mismatch": mismatched,
-        "notes": notes,
-        "detail": {fw: _strip(side) for fw, side in sides.items()},
-    }
+    gaps = sorted(f"{p} {r}" for p, r in set(jf) | set(tf) if jf.get((p, r)) != tf.get((p, r)))
+    model = getattr(config, "model", "-")
+    title = f"ir diff: {project_name} ({model}), jax vs torch, batch {batch_size}"
+    return _result(project_name, title, sides, kind="frameworks", flops_mismatch=gaps)
 
 
 def diff_variants(project_name: str, framework: str, configs: dict, batch_size: int = 8, **kw):
@@ -317,20 +308,10 @@ def diff_variants(project_name: str, framework: str, configs: dict, batch_size: 
 
     project = get_project(project_name)
     sides = {k: build_side(framework, project, c, batch_size, **kw) for k, c in configs.items()}
-    layers = list(dict.fromkeys(sides["a"]["layers"] + sides["b"]["layers"]))
-    tables = align(sides, layers)
-    return {
-        "title": f"ir diff: {project_name}, {framework}, a vs b, batch {batch_size}",
-        "project": project_name,
-        "kind": "variants",
-        "framework": framework,
-        "sides": ["a", "b"],
-        "layers": layers,
-        "tables": tables,
-        "differences": differences(tables),
-        "notes": [n for s in sides.values() for n in s.get("notes", [])][:2],
-        "detail": {k: _strip(side) for k, side in sides.items()},
-    }
+    title = f"ir diff: {project_name}, {framework}, a vs b, batch {batch_size}"
+    result = _result(project_name, title, sides, kind="variants", framework=framework)
+    result["differences"] = differences(result["tables"])
+    return result
 
 
 def variant_config(base, spec: str | None):
