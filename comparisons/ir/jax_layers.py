@@ -241,6 +241,17 @@ def hlo_kernels(text: str, ops: list[dict[str, Any]], root: str, layers: list[st
 # ------------------------------------------------------------------------------- profile
 
 
+def _spans(runs: list[tuple[float, float]], ends: list[float]) -> list[float]:
+    """Each run's time: its event, or until its `end:` event when the thunk ran asynchronously."""
+    out, k = [], 0
+    for ts, dur in sorted(runs):
+        while k < len(ends) and ends[k] < ts:
+            k += 1
+        out.append(max(dur, ends[k] - ts) if k < len(ends) else dur)
+        k += k < len(ends)
+    return out
+
+
 def profile_kernels(step, args, steps: int = 5) -> dict[str, Any]:
     """Microseconds per step of every top-level HLO instruction, from a jax.profiler trace."""
     state, *rest = args
@@ -259,15 +270,17 @@ def profile_kernels(step, args, steps: int = 5) -> dict[str, Any]:
     path = sorted(glob.glob(f"{folder}/**/*.trace.json.gz", recursive=True))[-1]
     events = json.load(gzip.open(path))
     events = events["traceEvents"] if isinstance(events, dict) else events
-    durations: dict[str, list[float]] = defaultdict(list)
+    starts: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    ends: dict[str, list[float]] = defaultdict(list)
     for ev in events:
-        args_ = ev.get("args") or {}
-        if (
-            ev.get("ph") == "X"
-            and "hlo_op" in args_
-            and "train_step" in args_.get("hlo_module", "")
-        ):
-            durations[args_["hlo_op"]].append(float(ev.get("dur", 0.0)))
+        args_, name = ev.get("args") or {}, str(ev.get("name", ""))
+        if ev.get("ph") != "X":
+            continue
+        if "hlo_op" in args_ and "train_step" in args_.get("hlo_module", ""):
+            starts[args_["hlo_op"]].append((float(ev["ts"]), float(ev.get("dur", 0.0))))
+        elif name.startswith("end: "):  # an async thunk (a convolution, a dot) completing
+            ends[name[5:]].append(float(ev["ts"]) + float(ev.get("dur", 0.0)))
+    durations = {name: _spans(runs, sorted(ends.get(name, []))) for name, runs in starts.items()}
     # The median run of each instruction times its runs per step: one descheduled run (a
     # shared machine) does not move a row.
     per_op = {k: float(np.median(v)) * len(v) / steps for k, v in durations.items()}
