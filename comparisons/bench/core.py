@@ -371,7 +371,7 @@ def run(args: argparse.Namespace) -> int:
     outdir = write_bench(result, args.workdir)
     print(to_markdown(result))
     print(f"wrote {outdir / 'bench.json'} and {outdir / 'bench.md'}")
-    return 0 if result["results"] or extras.rows(result) else 1
+    return 0 if result["results"] or extras.rows(result) or result.get("ops") else 1
 
 
 if __name__ == "__main__":
