@@ -267,3 +267,15 @@ def test_every_op_builds_at_every_size():
     conv = CASES["conv2d"](SIZES["speedrun"])
     assert conv.shape == "x 256x15x15x64, w 3x3x64x256, SAME"
     assert conv.flops == 2 * 256 * 15 * 15 * 256 * 64 * 9
+
+
+def test_an_ops_only_bench_succeeds(tmp_path, capsys):
+    """`--modes none` with ops: the op table alone is a result (exit 0), its size recorded."""
+    from comparisons.cli import main
+
+    argv = ["bench", "mnist", "--modes", "none", "--op-size", "tiny", "--op-names", "matmul"]
+    argv += ["--steps", "1", "--batch-sizes", "4", "--peak-n", "64", "--no-progress"]
+    assert main([*argv, "--workdir", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "mnist" / "bench" / "bench.json").read_text())
+    assert result["op_size"] == "tiny" and [r["op"] for r in result["ops"]] == ["matmul"]
+    assert "| matmul | 64x64 @ 64x64 |" in capsys.readouterr().out
