@@ -46,6 +46,7 @@ def test_assign_rows_layers_glue_and_backward_by_line():
         op("forward", [], "m.py:3"),  # relu after conv1
         op("forward", ["conv2", "inner"]),
         op("forward", ["Dropout_0"], "m.py:5"),  # unparameterised module: glue
+        op("forward", [], "m.py:3"),  # after the last layer: a mask moved there, by line
         op("forward", [], "x.py:1", in_model=False),  # loss
         op("backward", [], "m.py:5"),  # by source line
         op("backward", [], "p.py:9"),  # no line match: the next layer's backward owns it
@@ -55,8 +56,8 @@ def test_assign_rows_layers_glue_and_backward_by_line():
     ]
     assign_rows(ops, ["conv1", "conv2"])
     rows = [o["row"] for o in ops]
-    assert rows == ["conv1", "after conv1", "conv2", "after conv2", "loss", "after conv2",
-                    "after conv2", "conv2", "optimizer", "other"]  # fmt: skip
+    assert rows == ["conv1", "after conv1", "conv2", "after conv2", "after conv1", "loss",
+                    "after conv2", "after conv2", "conv2", "optimizer", "other"]  # fmt: skip
 
 
 def test_every_layer_on_both_sides_and_flops_agree(cnn):

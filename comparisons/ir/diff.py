@@ -44,7 +44,8 @@ def assign_rows(ops: list[dict[str, Any]], layers: list[str]) -> None:
         layer = _layer_of(tuple(op["scope"]), paths) if op["in_model"] else None
         if layer:
             op["row"], op["attributed_by"], last = layer, "module", layer
-        elif op["in_model"] and op.get("line") in glue_line:  # e.g. a mask moved to the end
+        elif op["in_model"] and op.get("line") in glue_line and last == layers[-1]:
+            # after the last layer: a mask the partitioner moved to the forward's end
             op["row"], op["attributed_by"] = glue_line[op["line"]], "source line"
         elif op["in_model"]:
             op["row"], op["attributed_by"] = (f"after {last}" if last else INPUT_ROW), "order"
