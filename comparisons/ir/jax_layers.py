@@ -21,11 +21,11 @@ from collections import Counter, defaultdict
 from typing import Any
 
 import jax
-import jax.extend.core as jcore
 import numpy as np
 from jax._src import source_info_util
 
 from comparisons.ir.graphs import hlo_instructions
+from comparisons.ir.jax_ir import _subjaxprs  # the same walk into nested jaxprs
 from comparisons.ir.opmap import JAX_WRAPPERS, jax_category
 
 _WRAPPER = re.compile(r"^(?:jvp|transpose|vmap|remat|checkpoint)\((.*)\)$")
@@ -82,16 +82,6 @@ def _flops(eqn) -> int:
         others = math.prod(out) // out_sp
         return 2 * others * min(out_sp, in_sp) * window * rhs[rhs_spec[1]]
     return 0
-
-
-def _subjaxprs(value):
-    if isinstance(value, jcore.ClosedJaxpr):
-        yield value.jaxpr
-    elif isinstance(value, jcore.Jaxpr):
-        yield value
-    elif isinstance(value, (tuple, list)):
-        for item in value:
-            yield from _subjaxprs(item)
 
 
 def jaxpr_ops(closed, root: str) -> list[dict[str, Any]]:
