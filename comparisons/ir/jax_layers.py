@@ -170,7 +170,7 @@ def _stack_frames(text: str) -> dict[int, str]:
 
 def hlo_kernels(text: str, ops: list[dict[str, Any]], root: str, layers: list[str]):
     """Top-level instructions of the optimized HLO, each with its rows (instruction counts)."""
-    from comparisons.ir.diff import _layer_of
+    from comparisons.ir.rows import _layer_of
 
     frames = _stack_frames(text)
     by_key: dict[tuple, Counter] = defaultdict(Counter)
@@ -281,8 +281,8 @@ def jax_side(
     project, config, batch_np, profile: bool = True, steps: int = 5, kernels: bool = True
 ) -> dict[str, Any]:
     """Ops (rows assigned), kernels and time per layer of the project's jitted train step."""
-    from comparisons.ir.diff import assign_rows
     from comparisons.ir.jax_ir import JaxDump
+    from comparisons.ir.rows import assign_rows
     from jaxpath.common.precision import pin_fp32
 
     pin_fp32()

@@ -152,7 +152,7 @@ def profile_eager(train, state, batch, rng, layers: list[str], steps: int = 3) -
     """Microseconds per (phase, row) of an eager step (median of `steps`): module ranges."""
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    from comparisons.ir.diff import assign_rows
+    from comparisons.ir.rows import assign_rows
 
     handles, open_ranges = [], {}
     for name, module in state.model.named_modules():
@@ -238,7 +238,7 @@ def profile_eager(train, state, batch, rng, layers: list[str], steps: int = 3) -
 
 def torch_side(project, config, batch_np, inductor: bool = True, profile: bool = True):
     """Ops (rows assigned), kernels and eager time per layer of the project's train step."""
-    from comparisons.ir.diff import assign_rows
+    from comparisons.ir.rows import assign_rows
     from comparisons.ir.torch_ir import TorchDump, capture, op_vocabulary
     from torchpath.common.precision import pin_fp32
 

@@ -1,0 +1,69 @@
+"""Which row of `roadmap ir diff` each op belongs to: the framework-free attribution rules.
+
+jax_layers.py and torch_layers.py call `assign_rows` on their op records; diff.py sets the
+rows side by side. Kept apart from diff.py so that the framework sides need not import it
+(and diff.py, which imports them, does not import itself back).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PHASES = ("forward", "backward", "update", "other")
+INPUT_ROW = "model input"  # glue before the first layer (the MLP's flatten)
+FIXED_ROWS = ("loss", "optimizer", "other", "unattributed")
+MATMUL = "matmul/conv"
+
+
+def _layer_of(scope: tuple[str, ...], layers: list[tuple[str, ...]]) -> str | None:
+    """The longest parameterised layer path that prefixes `scope`, as 'a/b'."""
+    best = max((lay for lay in layers if scope[: len(lay)] == lay), key=len, default=None)
+    return "/".join(best) if best else None
+
+
+def assign_rows(ops: list[dict[str, Any]], layers: list[str]) -> None:
+    """Give every op record a `row` and an `attributed_by`, in place (each op exactly one row).
+
+    Layer ops go by module scope. Glue ops in the forward go to `after <the last layer run>`;
+    in the backward by source line (the forward glue op of the same line) or, failing that,
+    by program order (`after <the next layer whose backward runs>`: autodiff runs the
+    backward in reverse). Ops outside the model: loss (forward/backward), optimizer, other.
+    """
+    paths = [tuple(lay.split("/")) for lay in layers]
+    glue_line: dict[str, str] = {}
+    last = None
+    for op in ops:
+        if op["phase"] != "forward" or "row" in op:  # a side may preset a row (param.grad)
+            continue
+        layer = _layer_of(tuple(op["scope"]), paths) if op["in_model"] else None
+        if layer:
+            op["row"], op["attributed_by"], last = layer, "module", layer
+        elif op["in_model"] and op.get("line") in glue_line and last == layers[-1]:
+            # after the last layer: a mask the partitioner moved to the forward's end
+            op["row"], op["attributed_by"] = glue_line[op["line"]], "source line"
+        elif op["in_model"]:
+            op["row"], op["attributed_by"] = (f"after {last}" if last else INPUT_ROW), "order"
+            if op.get("line"):
+                glue_line.setdefault(op["line"], op["row"])
+    pending: list[dict[str, Any]] = []
+    for op in ops:
+        if "row" in op:
+            continue
+        layer = _layer_of(tuple(op["scope"]), paths) if op["in_model"] else None
+        if op["phase"] == "backward" and layer:
+            op["row"], op["attributed_by"] = layer, "module"
+            for glue in pending:
+                glue["row"], glue["attributed_by"] = f"after {layer}", "order"
+            pending = []
+        elif op["phase"] == "backward" and op["in_model"]:
+            if op.get("line") in glue_line:
+                op["row"], op["attributed_by"] = glue_line[op["line"]], "source line"
+            else:
+                pending.append(op)
+        elif op["in_model"] and layer:  # model code outside forward/backward (rare)
+            op["row"], op["attributed_by"] = layer, "module"
+        else:
+            fixed = {"forward": "loss", "backward": "loss", "update": "optimizer"}
+            op["row"], op["attributed_by"] = fixed.get(op["phase"], "other"), "phase"
+    for glue in pending:
+        glue["row"], glue["attributed_by"] = INPUT_ROW, "order"
