@@ -258,7 +258,7 @@ def test_every_op_builds_at_every_size():
     from comparisons.bench.op_cases import OPS as CASES
     from comparisons.bench.op_cases import SIZES
 
-    assert {"small", "tiny", "speedrun"} <= set(SIZES)
+    assert {"small", "tiny", "speedrun", "speedrun7"} <= set(SIZES)
     for size, dims in SIZES.items():
         assert set(dims) == set(SIZES["small"]), size
         for name, make in CASES.items():

@@ -340,7 +340,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--ops-compile", action="store_true", help="torch.compile in the op benchmarks (slow)")
     add("--op-names", default=",".join(OPS), help="comma-separated subset of the ops")
     add("--op-size", choices=sorted(SIZES), default="small",
-        help="op shapes: small (MNIST-like), speedrun (the CIFAR-10 speedrun net's)")  # fmt: skip
+        help="op shapes: small (MNIST-like), speedrun, speedrun7 (CIFAR-10 speedrun)")  # fmt: skip
     add("--peak-n", type=int, default=2048, help="matrix size of the matmul peak (default 2048)")
     extras.add_arguments(parser)
 

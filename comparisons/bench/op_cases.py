@@ -42,6 +42,21 @@ SIZES = {
         "dense": (256, 256, 10),
         "adam": 1_972_792,
     },
+    # The speedrun's 256 -> 256 convs on 7x7 maps (group 2's second, group 3's first): XLA's
+    # weight gradient here is a convolution with a 7x7 window over a 3x3 output.
+    "speedrun7": {
+        "mm": 512,
+        "conv": (256, 7, 256, 256),
+        "conv_valid": (256, 9, 256, 256),
+        "dw": (256, 7, 256),
+        "pool": (256, 14, 256),
+        "ln": (64, 128, 256),
+        "sm": (32, 8, 128, 128),
+        "lstm": (64, 128, 256),
+        "attn": (8, 8, 128, 64),
+        "dense": (256, 256, 10),
+        "adam": 1_972_792,
+    },
     "tiny": {
         "mm": 64,
         "conv": (4, 8, 8, 16),
