@@ -14,7 +14,6 @@ from typing import Any
 
 import jax
 import jax.extend.core as jcore
-import jax.numpy as jnp
 
 from comparisons.ir.graphs import (
     Section,
@@ -25,7 +24,9 @@ from comparisons.ir.graphs import (
     normalize_jaxpr,
     normalize_mlir,
 )
-from comparisons.ir.jax_step import jax_step_graph
+from comparisons.ir.jax_step import eqn_label, jax_step_graph
+from comparisons.ir.jax_step import nbytes as _nbytes
+from comparisons.ir.jax_step import short as _short
 from comparisons.ir.opmap import JAX_WRAPPERS, count_categories, jax_category
 from jaxpath.common.loop import step_rng
 
@@ -53,13 +54,6 @@ def _leaf_eqns(jaxpr):
                 yield from _leaf_eqns(sub)
 
 
-def _nbytes(aval) -> int:
-    try:
-        return int(aval.size) * jnp.dtype(aval.dtype).itemsize
-    except (TypeError, AttributeError):  # PRNG key and token types have no numpy itemsize
-        return 0
-
-
 def jaxpr_stats(closed) -> dict[str, Any]:
     """Primitive counts, shared categories and summed intermediate bytes of a (closed) jaxpr."""
     jaxpr = getattr(closed, "jaxpr", closed)
@@ -75,10 +69,6 @@ def jaxpr_stats(closed) -> dict[str, Any]:
 def _leaf_names(tree, prefix: str) -> list[str]:
     paths = jax.tree_util.tree_flatten_with_path(tree)[0]
     return [prefix + jax.tree_util.keystr(p, simple=True, separator="/") for p, _ in paths]
-
-
-def _short(var) -> str:
-    return var.aval.str_short(short_dtypes=True)
 
 
 def _inner_category(eqn) -> str:
@@ -107,9 +97,7 @@ def jaxpr_graph(closed, input_names: list[str] | None = None):
         nodes.append({"id": f"i{i}", "label": label, "kind": "input"})
         producer[var] = f"i{i}"
     for k, eqn in enumerate(jaxpr.eqns):
-        label = eqn.primitive.name
-        if "name" in eqn.params:  # jit[relu], custom_jvp_call[relu]...
-            label += f"[{eqn.params['name']}]"
+        label = eqn_label(eqn)
         shapes = ", ".join(_short(v) for v in eqn.outvars[:2])
         category = _inner_category(eqn)
         nodes.append(

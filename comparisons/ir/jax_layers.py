@@ -26,18 +26,12 @@ from jax._src import source_info_util
 
 from comparisons.ir.graphs import hlo_instructions
 from comparisons.ir.jax_ir import _subjaxprs  # the same walk into nested jaxprs
+from comparisons.ir.jax_step import nbytes as _nbytes
 from comparisons.ir.opmap import JAX_WRAPPERS, jax_category
 
 _WRAPPER = re.compile(r"^(?:jvp|transpose|vmap|remat|checkpoint)\((.*)\)$")
 _NOT_MODULES = {"while", "body", "cond", "closed_call", "core_call", "branch", "checkpoint"}
 _UPDATE_FILES = ("optax", "train_state.py", "common/optim")  # frames of the optimizer update
-
-
-def _nbytes(aval) -> int:
-    try:
-        return int(math.prod(aval.shape)) * np.dtype(aval.dtype).itemsize
-    except (TypeError, AttributeError):  # PRNG keys and tokens
-        return 0
 
 
 def parse_stack(stack: str, root: str) -> tuple[str, bool, tuple[str, ...]]:

@@ -14,26 +14,28 @@ from __future__ import annotations
 from typing import Any
 
 import jax.extend.core as jcore
+import numpy as np
 
 from comparisons.ir.step import Saved, StepGraph, last_uses, saved_label
 
 
-def _short(var) -> str:
+def short(var) -> str:
+    """`f32[8,256]`: a jaxpr variable's type, as the jaxpr prints it."""
     return var.aval.str_short(short_dtypes=True)
 
 
-def _nbytes(var) -> int:
-    import numpy as np
-
+def nbytes(aval) -> int:
+    """Bytes of an abstract value (0 for PRNG keys and tokens, which have no numpy itemsize)."""
     try:
-        return int(np.prod(var.aval.shape)) * np.dtype(var.aval.dtype).itemsize
-    except (TypeError, AttributeError):  # PRNG keys and tokens
+        return int(aval.size) * np.dtype(aval.dtype).itemsize
+    except (TypeError, AttributeError):
         return 0
 
 
-def _eqn_label(eqn) -> str:
+def eqn_label(eqn) -> str:
+    """The primitive's name, with the wrapped function's: jit[relu], custom_jvp_call[relu]."""
     label = eqn.primitive.name
-    if "name" in eqn.params:  # jit[relu], custom_jvp_call[relu]...
+    if "name" in eqn.params:
         label += f"[{eqn.params['name']}]"
     return label
 
@@ -57,20 +59,20 @@ def jax_step_graph(
     where: dict[Any, str] = {}  # forward var -> node id
     made_by: dict[str, tuple[str, str]] = {}  # node id -> (made_by, kind)
     for i, var in enumerate(fj.constvars):
-        nodes.append({"id": f"c{i}", "label": f"batch/const\n{_short(var)}", "kind": "input"})
+        nodes.append({"id": f"c{i}", "label": f"batch/const\n{short(var)}", "kind": "input"})
         where[var], made_by[f"c{i}"] = f"c{i}", ("batch or constant", "input")
     param_node = {}
     for i, var in enumerate(fj.invars):
         name = param_names[i] if i < len(param_names) else f"param {i}"
-        nodes.append({"id": f"p{i}", "label": f"{name}\n{_short(var)}", "kind": "input"})
+        nodes.append({"id": f"p{i}", "label": f"{name}\n{short(var)}", "kind": "input"})
         where[var], made_by[f"p{i}"] = f"p{i}", (name, "parameter")
         param_node[name] = f"p{i}"
     for k, eqn in enumerate(fj.eqns):
-        label = f"{_eqn_label(eqn)}\n{', '.join(_short(v) for v in eqn.outvars[:2])}"
+        label = f"{eqn_label(eqn)}\n{', '.join(short(v) for v in eqn.outvars[:2])}"
         nodes.append({"id": f"f{k}", "label": label, "kind": "op", "phase": "forward"})
         edges += [(where[v], f"f{k}", None) for v in _vars(eqn.invars) if v in where]
         for v in eqn.outvars:
-            where[v], made_by[f"f{k}"] = f"f{k}", (_eqn_label(eqn), "activation")
+            where[v], made_by[f"f{k}"] = f"f{k}", (eqn_label(eqn), "activation")
     loss_var, *residual_vars = fj.outvars
     nodes.append({"id": "loss", "label": "loss", "kind": "output"})
     if not isinstance(loss_var, jcore.Literal) and loss_var in where:
@@ -87,15 +89,15 @@ def jax_step_graph(
         if node not in saved:
             what, kind = made_by[node]
             name = f"forward eqn {node[1:]}" if kind == "activation" else what
-            saved[node] = Saved(node, name, what, kind, _short(res), _nbytes(res))
-    nodes.append({"id": "dloss", "label": f"d loss\n{_short(bj.invars[-1])}", "kind": "input"})
+            saved[node] = Saved(node, name, what, kind, short(res), nbytes(res.aval))
+    nodes.append({"id": "dloss", "label": f"d loss\n{short(bj.invars[-1])}", "kind": "input"})
     bwhere[bj.invars[-1]] = "dloss"
     for i, var in enumerate(bj.constvars):
-        nodes.append({"id": f"bc{i}", "label": f"const\n{_short(var)}", "kind": "input"})
+        nodes.append({"id": f"bc{i}", "label": f"const\n{short(var)}", "kind": "input"})
         bwhere[var] = f"bc{i}"
     backward_ops, reads = [], {}
     for k, eqn in enumerate(bj.eqns):
-        label = f"{_eqn_label(eqn)}\n{', '.join(_short(v) for v in eqn.outvars[:2])}"
+        label = f"{eqn_label(eqn)}\n{', '.join(short(v) for v in eqn.outvars[:2])}"
         nodes.append({"id": f"b{k}", "label": label, "kind": "op", "phase": "backward"})
         backward_ops.append(f"b{k}")
         reads[f"b{k}"] = set()
@@ -127,13 +129,13 @@ def jax_step_graph(
         if key in param_node:
             uwhere[var] = param_node[key]
         else:
-            nodes.append({"id": f"s{i}", "label": f"{name}\n{_short(var)}", "kind": "input"})
+            nodes.append({"id": f"s{i}", "label": f"{name}\n{short(var)}", "kind": "input"})
             uwhere[var] = f"s{i}"
     for i, var in enumerate(uj.constvars):
-        nodes.append({"id": f"uc{i}", "label": f"const\n{_short(var)}", "kind": "input"})
+        nodes.append({"id": f"uc{i}", "label": f"const\n{short(var)}", "kind": "input"})
         uwhere[var] = f"uc{i}"
     for k, eqn in enumerate(uj.eqns):
-        label = f"{_eqn_label(eqn)}\n{', '.join(_short(v) for v in eqn.outvars[:2])}"
+        label = f"{eqn_label(eqn)}\n{', '.join(short(v) for v in eqn.outvars[:2])}"
         nodes.append({"id": f"u{k}", "label": label, "kind": "op", "phase": "update"})
         edges += [(uwhere[v], f"u{k}", None) for v in _vars(eqn.invars) if v in uwhere]
         for v in eqn.outvars:

@@ -27,38 +27,10 @@ from comparisons.ir.graphs import (
 )
 from comparisons.ir.opmap import aten_category, aten_name, count_categories
 from comparisons.ir.torch_step import eager_saved_tensors, torch_step_graph
+from comparisons.ir.torch_step import nbytes as _bytes
+from comparisons.ir.torch_step import op_name as _op_name
+from comparisons.ir.torch_step import short as _short
 from torchpath.common.loop import step_rng
-
-_DTYPES = {"float32": "f32", "float64": "f64", "float16": "f16", "bfloat16": "bf16"}
-_DTYPES |= {"int64": "i64", "int32": "i32", "int8": "i8", "uint8": "u8", "bool": "b8"}
-
-
-def _tensors(value):
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (tuple, list)):
-        for item in value:
-            yield from _tensors(item)
-
-
-def _short(value) -> str:
-    tensors = list(_tensors(value))
-    if not tensors:
-        return ""
-    t = tensors[0]
-    dtype = str(t.dtype).replace("torch.", "")
-    return f"{_DTYPES.get(dtype, dtype)}[{','.join(str(d) for d in t.shape)}]"
-
-
-def _bytes(value) -> int:
-    return sum(t.numel() * t.element_size() for t in _tensors(value))
-
-
-def _op_name(target) -> str:
-    if isinstance(target, torch._ops.OpOverload):
-        prefix = "" if target.namespace == "aten" else f"{target.namespace}."
-        return prefix + target._overloadpacket.__name__
-    return getattr(target, "__name__", str(target))
 
 
 def fx_stats(gm) -> dict[str, Any]:

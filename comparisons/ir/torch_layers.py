@@ -21,16 +21,12 @@ import torch
 from torch.utils.flop_counter import flop_registry
 
 from comparisons.ir.opmap import aten_category, aten_name
+from comparisons.ir.torch_step import nbytes, op_name
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+)')
 _SOURCE_NODES = re.compile(r"Topologically Sorted Source Nodes: \[([^\]]*)\]")
 _EXTERN = re.compile(r"\b(extern_kernels\.\w+|torch\.ops\.\w+\.\w+(?:\.\w+)?)\(")
 _KERNEL_CALL = re.compile(r"^\s*((?:cpp|triton)\w*_fused\w*|cpp_fused_\w+)\(")
-
-
-def _tensor_bytes(value) -> int:
-    leaves = torch.utils._pytree.tree_leaves(value)
-    return sum(t.numel() * t.element_size() for t in leaves if isinstance(t, torch.Tensor))
 
 
 def scope_of(stack: dict | None) -> tuple[bool, tuple[str, ...]]:
@@ -61,14 +57,6 @@ def _flops(node) -> int:
         return 0
 
 
-def _op_name(node) -> str:
-    target = node.target
-    if isinstance(target, torch._ops.OpOverload):
-        prefix = "" if target.namespace == "aten" else f"{target.namespace}."
-        return prefix + target._overloadpacket.__name__
-    return getattr(target, "__name__", str(target))
-
-
 def fx_ops(graphs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One record per op node (getitem left out) of every AOT graph, in execution order."""
     ops = []
@@ -81,8 +69,8 @@ def fx_ops(graphs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 continue
             stack = node.meta.get("nn_module_stack") or node.meta.get("fwd_nn_module_stack")
             in_model, scope = scope_of(stack)
-            name = _op_name(node)
-            inputs = sum(_tensor_bytes(a.meta.get("val")) for a in node.all_input_nodes)
+            name = op_name(node.target)
+            inputs = sum(nbytes(a.meta.get("val")) for a in node.all_input_nodes)
             ops.append(
                 {
                     "phase": item["part"] if item["part"] in parts else "other",
@@ -92,7 +80,7 @@ def fx_ops(graphs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "op": aten_name(name),
                     "category": aten_category(name),
                     "flops": _flops(node),
-                    "bytes": inputs + _tensor_bytes(node.meta.get("val")),
+                    "bytes": inputs + nbytes(node.meta.get("val")),
                     "node": node.name,
                     "graph": index,
                 }

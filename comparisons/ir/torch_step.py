@@ -20,25 +20,40 @@ import torch
 
 from comparisons.ir.step import Saved, StepGraph, human_bytes, last_uses, saved_label
 
-_DTYPES = {"float32": "f32", "float64": "f64", "bfloat16": "bf16", "float16": "f16",
-           "int64": "i64", "int32": "i32", "bool": "bool", "uint8": "u8"}  # fmt: skip
+# One spelling of tensor types, sizes and op names for every torch picture and table of
+# `roadmap ir` (torch_ir.py imports these: it imports this module already).
+_DTYPES = {"float32": "f32", "float64": "f64", "float16": "f16", "bfloat16": "bf16"}
+_DTYPES |= {"int64": "i64", "int32": "i32", "int8": "i8", "uint8": "u8", "bool": "b8"}
 
 
-def _type(t) -> str:
-    if not isinstance(t, torch.Tensor):
+def _tensors(value):
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _tensors(item)
+
+
+def short(value) -> str:
+    """`f32[8,256]`: the type of a tensor (the first of a tuple or list; '' for none)."""
+    tensors = list(_tensors(value))
+    if not tensors:
         return ""
+    t = tensors[0]
     dtype = str(t.dtype).replace("torch.", "")
     return f"{_DTYPES.get(dtype, dtype)}[{','.join(str(d) for d in t.shape)}]"
 
 
-def _nbytes(t) -> int:
-    return t.numel() * t.element_size() if isinstance(t, torch.Tensor) else 0
+def nbytes(value) -> int:
+    """Bytes of a tensor, or of all the tensors of a tuple or list."""
+    return sum(t.numel() * t.element_size() for t in _tensors(value))
 
 
-def _op(node) -> str:
-    target = node.target
+def op_name(target) -> str:
+    """An FX node target's op name: `convolution`, `prims.xxx` outside ATen."""
     if isinstance(target, torch._ops.OpOverload):
-        return target._overloadpacket.__name__
+        prefix = "" if target.namespace == "aten" else f"{target.namespace}."
+        return prefix + target._overloadpacket.__name__
     return getattr(target, "__name__", str(target))
 
 
@@ -52,7 +67,7 @@ def _add_graph(gm, prefix: str, phase: str, nodes, edges, where, inputs) -> list
             where[node] = where.get(node.args[0])
         elif node.op == "call_function":
             nid = f"{prefix}{node.name}"
-            label = f"{_op(node)}\n{_type(node.meta.get('val'))}"
+            label = f"{op_name(node.target)}\n{short(node.meta.get('val'))}"
             nodes.append({"id": nid, "label": label, "kind": "op", "phase": phase})
             edges += [(where[a], nid, None) for a in node.all_input_nodes if where.get(a)]
             where[node], _ = nid, ops.append(nid)
@@ -66,7 +81,7 @@ VIEW_OPS = {"alias", "view", "_unsafe_view", "permute", "t", "transpose", "expan
 
 def _base(node):
     """The node whose memory `node` views (itself when it is not a view)."""
-    while node.op == "call_function" and _op(node) in VIEW_OPS and node.args:
+    while node.op == "call_function" and op_name(node.target) in VIEW_OPS and node.args:
         node = node.args[0]
     return node
 
@@ -86,7 +101,7 @@ def torch_step_graph(fwd_gm, bwd_gm, upd_gm=None, upd_dynamo=None) -> StepGraph:
     for i, p in enumerate(primals):
         has_grad = i < len(grads_out) and grads_out[i] is not None
         kind_of[p.name] = "parameter" if has_grad else "input"
-        label = f"{'param' if has_grad else 'input'} {p.name}\n{_type(p.meta.get('val'))}"
+        label = f"{'param' if has_grad else 'input'} {p.name}\n{short(p.meta.get('val'))}"
         nodes.append({"id": f"in:{p.name}", "label": label, "kind": "input"})
     fwhere: dict[Any, str] = {}
     _add_graph(fwd_gm, "f:", "forward", nodes, edges, fwhere, lambda n: f"in:{n.name}")
@@ -107,13 +122,13 @@ def torch_step_graph(fwd_gm, bwd_gm, upd_gm=None, upd_dynamo=None) -> StepGraph:
             continue
         node_id, base = fwhere[src], _base(src)
         kind = kind_of.get(base.name, "input") if base.op == "placeholder" else "activation"
-        made_by = name if src.op == "placeholder" else _op(src)
+        made_by = name if src.op == "placeholder" else op_name(src.target)
         if base is not src:
             made_by += f" (view of {base.name})"
-        nbytes = 0 if base.name in counted else _nbytes(base.meta.get("val"))
+        size = 0 if base.name in counted else nbytes(base.meta.get("val"))
         counted.add(base.name)
         val = src.meta.get("val")
-        saved.setdefault(node_id, Saved(node_id, name, made_by, kind, _type(val), nbytes))
+        saved.setdefault(node_id, Saved(node_id, name, made_by, kind, short(val), size))
 
     def bwd_input(node):
         if node.name.startswith("tangents"):
@@ -155,7 +170,7 @@ def _add_update(upd_gm, upd_dynamo, grads_out, bwhere, nodes, edges) -> None:
                 return grads[match][0]
         nid = f"in:u:{node.name}"
         name = dyn_names[i] if 0 <= i < len(dyn_names) else node.name
-        label = f"{name}\n{_type(node.meta.get('val'))}"
+        label = f"{name}\n{short(node.meta.get('val'))}"
         nodes.append({"id": nid, "label": label, "kind": "input"})
         return nid
 
@@ -195,8 +210,8 @@ def eager_saved_tensors(loss_fn, state, batch) -> dict[str, Any]:
             else:  # no grad_fn: an integer or boolean result (pooling indices, dropout mask)
                 made_by = t.grad_fn.name() if t.grad_fn is not None else "non-differentiable"
                 kind = "activation"
-            nbytes = t.untyped_storage().nbytes()
-            info[key] = {"kind": kind, "made_by": made_by, "type": _type(t), "nbytes": nbytes,
+            size = t.untyped_storage().nbytes()
+            info[key] = {"kind": kind, "made_by": made_by, "type": short(t), "nbytes": size,
                          "last_use": None, "last_op": ""}  # fmt: skip
         packed.append(t)
         return (len(packed) - 1, key)
