@@ -248,8 +248,12 @@ class JaxDump:
             residuals, box["tree"] = jax.tree.flatten(vjp_fn)
             return loss_value, residuals
 
-        loss_shape, residuals = jax.eval_shape(forward_residuals, state.params)
-        cotangent = jax.ShapeDtypeStruct(loss_shape.shape, loss_shape.dtype)
+        # One trace of the forward: its jaxpr (the whole-step picture below) and, from its
+        # outputs' types, the residuals and the loss cotangent the backward is traced with.
+        fwd_res = jax.make_jaxpr(forward_residuals)(state.params)
+        loss_aval, *residual_avals = fwd_res.out_avals
+        residuals = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in residual_avals]
+        cotangent = jax.ShapeDtypeStruct(loss_aval.shape, loss_aval.dtype)
         pullback = lambda res, ct: jax.tree.unflatten(box["tree"], res)(ct)  # noqa: E731
         bwd = jax.make_jaxpr(pullback)(residuals, cotangent)
         grads = jax.eval_shape(jax.grad(lambda p: loss(p)[0]), state.params)
@@ -269,7 +273,6 @@ class JaxDump:
             nodes, edges = jaxpr_graph(closed, inputs)
             section.draw(f"train_step.{part}", nodes, edges, f"JAX train step: {part}")
         section.data["parts"] = parts
-        fwd_res = jax.make_jaxpr(forward_residuals)(state.params)
         n_grads = len(jax.tree.leaves(grads))
         step = jax_step_graph(fwd_res, bwd, upd, names, _leaf_names(state, "state/"), n_grads)
         section.draw_step("train_step.whole", step, "JAX train step: forward, backward, update")
