@@ -207,3 +207,52 @@ def train_val_split(
         {key: value[train_idx] for key, value in arrays.items()},
         {key: value[val_idx] for key, value in arrays.items()},
     )
+
+
+def local_batch_size(global_batch_size: int, num_workers: int) -> int:
+    """Rows each of `num_workers` workers gets of a global batch (an error unless it divides)."""
+    if num_workers < 1:
+        raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+    if global_batch_size < 1:
+        raise ValueError(f"global_batch_size must be >= 1, got {global_batch_size}")
+    if global_batch_size % num_workers:
+        raise ValueError(
+            f"the global batch size {global_batch_size} does not divide by {num_workers} "
+            f"workers; pick a --batch-size that is a multiple of {num_workers} (e.g. "
+            f"{(global_batch_size // num_workers or 1) * num_workers}) or another worker count"
+        )
+    return global_batch_size // num_workers
+
+
+def worker_slice(batch: Mapping[str, np.ndarray], worker: int, num_workers: int) -> Batch:
+    """Worker `worker` of `num_workers`' contiguous share of one global batch.
+
+    Every worker builds the same global batch (`iterate_batches` with the same seed, epoch
+    and start batch, augmentation included) and keeps rows
+    [worker * b, (worker + 1) * b) of every array, b = global size / num_workers; so the
+    workers together see exactly the global batch of a single-worker run, in order, at every
+    step, in both frameworks and on resume. Data parallelism over the concatenated shards
+    then equals single-worker training on the global batch when each worker's loss is the
+    mean over its rows and the gradients are averaged (`lax.pmean`, DDP's all-reduce).
+    With remainder="pad" the "mask" key is sliced like the rest, but the mean of
+    per-worker masked means is not the global masked mean: reduce sums instead.
+
+        for batch in iterate_batches(arrays, global_batch_size, seed=seed, epoch=epoch):
+            local = worker_slice(batch, rank, world_size)
+
+    Raises ValueError (naming the sizes) when the global batch does not divide by
+    `num_workers`, or when `worker` is not in 0..num_workers-1.
+    """
+    size = local_batch_size(num_examples(batch), num_workers)
+    if not 0 <= worker < num_workers:
+        raise ValueError(f"worker must be in 0..{num_workers - 1}, got {worker}")
+    start = worker * size
+    return {key: value[start : start + size] for key, value in batch.items()}
+
+
+def worker_batches(
+    batches: Iterable[Mapping[str, np.ndarray]], worker: int, num_workers: int
+) -> Iterator[Batch]:
+    """`worker_slice` of every batch of `batches` (e.g. an `iterate_batches` epoch)."""
+    for batch in batches:
+        yield worker_slice(batch, worker, num_workers)
