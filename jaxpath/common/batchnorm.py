@@ -8,12 +8,19 @@ This module takes torch's momentum and epsilon and tracks torch's running statis
 ported model matches in train and eval mode. Its variables are named like nn.BatchNorm's
 (params scale/bias, batch_stats mean/var), so comparisons/weights.py ports it unchanged.
 It has no torch twin: torchpath uses nn.BatchNorm2d itself.
+
+Data parallel (common/parallel.py): inside a per-device step (pmap, shard_map) the batch
+statistics are cross-replica, averaged over `batch_axis()`, so N devices compute what one
+device computes on the whole global batch (torch's twin: nn.SyncBatchNorm).
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from flax import linen as nn
+
+from jaxpath.common.parallel import batch_axis
 
 
 class BatchNorm(nn.Module):
@@ -33,11 +40,17 @@ class BatchNorm(nn.Module):
         dtype = self.dtype or x.dtype
         x32 = x.astype(jnp.float32)
         if train:
-            axes = tuple(range(x.ndim - 1))
+            axes, replicas = tuple(range(x.ndim - 1)), batch_axis()
             mean = jnp.mean(x32, axes)
+            if replicas is not None:  # equal shards: the mean of their means is the global one
+                mean = jax.lax.pmean(mean, replicas)
             var = jnp.mean(jnp.square(x32 - mean), axes)
+            if replicas is not None:
+                var = jax.lax.pmean(var, replicas)
             if not self.is_initializing():
                 n = x.size // features
+                if replicas is not None:
+                    n *= jax.lax.axis_size(replicas)
                 unbiased = var * (n / max(n - 1, 1))
                 m = self.momentum
                 running_mean.value = (1 - m) * running_mean.value + m * mean

@@ -22,6 +22,15 @@ class TrainState(train_state.TrainState):
     ema: Any = None
     # The default parameter group's learning rate as a function of the step (for logging).
     lr_schedule: Callable[[Any], Any] | None = struct.field(pytree_node=False, default=None)
+    # The mesh axis a per-device data-parallel step runs over (common/parallel.py sets it
+    # while tracing pmap and shard_map steps): apply_gradients averages the gradients over it.
+    axis_name: str | None = struct.field(pytree_node=False, default=None)
+
+    def apply_gradients(self, *, grads, **kwargs):
+        """optax's update with `grads`, averaged over the devices of `axis_name` when set."""
+        if self.axis_name is not None:
+            grads = jax.lax.pmean(grads, self.axis_name)
+        return super().apply_gradients(grads=grads, **kwargs)
 
 
 def new_train_state(
