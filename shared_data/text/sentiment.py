@@ -1,0 +1,116 @@
+"""Sentence-level sentiment datasets as padded token arrays: one entry point for both frameworks.
+
+`load_sentiment(config, workdir)` reads the corpus the config names, splits it, learns (or,
+on resume, reloads) the run's vocabulary from the training split only, and returns
+`{"tokens": int32 [N, max_len], "mask": float32 [N, max_len], "label": int32 [N]}` per split.
+
+* ``rt-polarity`` -- Pang & Lee's 10,662 sentences have no official split: a stated 90/10
+  split, drawn from `split_seed` (not the training seed, so runs of several seeds share it):
+  9,596 train / 1,066 test.
+* ``sst2`` -- GLUE's SST-2: train (67,349 phrases and sentences) and dev (872 sentences) as
+  the test split; GLUE's test has no labels.
+* ``embedded`` -- 160 sentences shipped in the repository (sentiment_quickstart.tsv: written
+  for this project, its header says how), for the offline quickstart and the smoke runs.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .batching import pad_sequences
+from .readers import LabelledText, read_rt_polarity, read_sst2
+from .tokenize import UNK_ID, TextTokenizer, tokenizer_for_run
+
+DATASETS = ("rt-polarity", "sst2", "embedded")
+EMBEDDED_FILE = "sentiment_quickstart.tsv"
+EMBEDDED_SOURCE = f"shared_data/text/{EMBEDDED_FILE} (embedded, 160 sentences)"
+
+
+@dataclass(frozen=True)
+class TextDataset:
+    """A text classification dataset: padded token arrays per split, and their vocabulary."""
+
+    name: str
+    train: dict[str, np.ndarray]
+    test: dict[str, np.ndarray]
+    num_classes: int
+    source: str
+    tokenizer: TextTokenizer
+
+    def mean_length(self, split: str = "train") -> float:
+        """Real tokens per example (after truncation): what tokens/s multiply by."""
+        return float(getattr(self, split)["mask"].sum(axis=1).mean())
+
+
+def read_embedded() -> dict[str, LabelledText]:
+    """The embedded quickstart sentences, {"train": ..., "test": ...}."""
+    text = resources.files("shared_data.text").joinpath(EMBEDDED_FILE).read_text("utf-8")
+    rows = csv.DictReader(
+        (line for line in text.splitlines() if not line.startswith("#")),
+        delimiter="\t",
+        quoting=csv.QUOTE_NONE,
+    )
+    splits: dict[str, tuple[list[str], list[int]]] = {"train": ([], []), "test": ([], [])}
+    for row in rows:
+        splits[row["split"]][0].append(row["sentence"])
+        splits[row["split"]][1].append(int(row["label"]))
+    return {name: LabelledText(t, y, EMBEDDED_SOURCE) for name, (t, y) in splits.items()}
+
+
+def split_holdout(data: LabelledText, test_fraction: float, seed: int) -> dict[str, LabelledText]:
+    """A seeded random {"train", "test"} split, test_fraction of the examples in test."""
+    n = len(data)
+    n_test = round(n * test_fraction)
+    if not 0 < n_test < n:
+        raise DataError(f"test_fraction {test_fraction} leaves no train or no test example of {n}")
+    order = np.random.default_rng([seed, 0, 0, 4]).permutation(n)  # stream 4: text splits
+    return {"train": data.select(order[n_test:]), "test": data.select(order[:n_test])}
+
+
+def read_sentiment(name: str, data_dir=None, *, test_fraction=0.1, split_seed=0):
+    """{"train", "test"} LabelledText of dataset `name` (one of DATASETS)."""
+    if name == "rt-polarity":
+        return split_holdout(read_rt_polarity(data_dir), test_fraction, split_seed)
+    if name == "sst2":
+        return {"train": read_sst2("train", data_dir), "test": read_sst2("dev", data_dir)}
+    if name == "embedded":
+        return read_embedded()
+    raise DataError(f"unknown sentiment dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def encode_split(data: LabelledText, tokenizer: TextTokenizer, max_len: int) -> dict:
+    """Padded arrays of one split; a sentence with no token becomes one [UNK]."""
+    ids = [seq or [UNK_ID] for seq in tokenizer.encode(data.texts)]
+    tokens, mask = pad_sequences(ids, max_len)
+    return {"tokens": tokens, "mask": mask, "label": np.asarray(data.labels, dtype=np.int32)}
+
+
+def load_sentiment(config, workdir: str | Path | None = None) -> TextDataset:
+    """The dataset `config` names, tokenized with the run's vocabulary (see the module doc)."""
+    splits = read_sentiment(
+        config.dataset,
+        config.data_dir,
+        test_fraction=config.test_fraction,
+        split_seed=config.split_seed,
+    )
+    train, test = splits["train"], splits["test"]
+    if config.limit_train is not None:
+        train = train.select(range(min(config.limit_train, len(train))))
+    if config.limit_test is not None:
+        test = test.select(range(min(config.limit_test, len(test))))
+    # Learned from the training split only; on resume read back from the run folder.
+    tokenizer = tokenizer_for_run(workdir, train.texts, config.tokenizer, config.vocab_size)
+    return TextDataset(
+        name=config.dataset,
+        train=encode_split(train, tokenizer, config.max_len),
+        test=encode_split(test, tokenizer, config.max_len),
+        num_classes=2,
+        source=train.source,
+        tokenizer=tokenizer,
+    )
