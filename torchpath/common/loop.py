@@ -1,7 +1,8 @@
 """The torch side of the shared training loop; mirrors jaxpath/common/loop.py.
 
 shared_data/training.py drives every epoch; this file supplies what only torch knows:
-tensors in NCHW, a seed derived from the step for the global RNG, and device syncs.
+tensors in NCHW, a seed derived from the step for the global RNG, and device syncs. Under
+torchrun, `fit` trains data-parallel (DDP, common/distributed.py) with no change elsewhere.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 
 from shared_data import training
 from shared_data.tasks import Task
+from torchpath.common import distributed
 from torchpath.common.checkpoint import Checkpointer
 from torchpath.common.state import num_params
 
@@ -97,9 +99,10 @@ def fit(
 ) -> dict[str, Any]:
     """Train `state` on `dataset` for `config.epochs`, evaluating each epoch; returns a summary.
 
-    `options`: predict, on_epoch_end, resume, progress (see shared_data.training.fit).
+    `options`: predict, on_epoch_end, resume, progress (see shared_data.training.fit). In a
+    process torchrun started as one of several, every rank trains on its rows of each global
+    batch under DDP, and rank 0 writes the run (common/distributed.py).
     """
     # PARITY: no slow-runtime warning here; the allocator and XLA flags it checks are JAX's.
-    return training.fit(
-        FRAMEWORK, task, config, workdir, state, train_step, eval_step, dataset, **options
-    )
+    run = distributed.fit if distributed.launched() else training.fit
+    return run(FRAMEWORK, task, config, workdir, state, train_step, eval_step, dataset, **options)
