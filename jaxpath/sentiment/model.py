@@ -1,0 +1,156 @@
+"""Sentiment classifiers in Flax Linen: a masked bidirectional LSTM and a transformer encoder.
+
+Read beside torchpath/sentiment/model.py: same classes, same submodule names (embed,
+fwd{k}, bwd{k}, fc; position, block{k}/{norm1, attn, norm2, fc1, fc2}, norm), same order.
+Inputs are token ids [B, T] (int32) and a left-aligned mask [B, T] (float32, 1 on the first
+length_b positions); outputs are logits [B, 2]. A row's length is mask.sum() (at least 1):
+both models read the first `length` tokens only, so padding never changes a logit.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from flax import linen as nn
+
+from jaxpath.common.init import TorchDense, torch_kernel_init
+from jaxpath.common.rnn import TorchLSTM
+
+NUM_CLASSES = 2
+# PARITY: torch's nn.Embedding draws N(0, 1); Flax's Embed scales by 1/sqrt(features).
+embedding_init = nn.initializers.normal(stddev=1.0)
+
+
+def sequence_lengths(mask):
+    """Real tokens per row, at least one (an all-padding row reads its first token)."""
+    return jnp.maximum(jnp.sum(mask, axis=-1).astype(jnp.int32), 1)
+
+
+def reverse_index(lengths, width: int):
+    """[B, T] gather indices that reverse each row's first `length` positions in place."""
+    t = jnp.arange(width)[None, :]
+    return jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
+
+
+def gather_time(x, index):
+    """x[b, index[b, t]] for x [B, T, D]."""
+    return jnp.take_along_axis(x, index[..., None], axis=1)
+
+
+class BiLSTM(nn.Module):
+    """Embedding, `layers` bidirectional LSTM layers, final states of both directions, Dense."""
+
+    vocab_size: int
+    embed_dim: int = 128
+    hidden: int = 128
+    layers: int = 1
+    dropout: float = 0.5
+
+    @nn.compact
+    def __call__(self, tokens, mask, train: bool = False):
+        lengths = sequence_lengths(mask)
+        reverse = reverse_index(lengths, tokens.shape[1])
+        embed = nn.Embed(
+            self.vocab_size, self.embed_dim, embedding_init=embedding_init, name="embed"
+        )
+        x = nn.Dropout(self.dropout, deterministic=not train)(embed(tokens))
+        for k in range(self.layers):
+            # The forward LSTM's outputs before `length` never see the padding after it; the
+            # backward one reads each row reversed within its length, so the same holds.
+            forward, _ = TorchLSTM(self.hidden, batch_first=True, name=f"fwd{k}")(x)
+            backward_reversed, _ = TorchLSTM(self.hidden, batch_first=True, name=f"bwd{k}")(
+                gather_time(x, reverse)
+            )
+            x = jnp.concatenate([forward, gather_time(backward_reversed, reverse)], axis=-1)
+        # Forward state after the last real token, backward state after the first.
+        last = gather_time(forward, (lengths - 1)[:, None])[:, 0]
+        features = jnp.concatenate([last, x[:, 0, self.hidden :]], axis=-1)
+        features = nn.Dropout(self.dropout, deterministic=not train)(features)
+        return TorchDense(NUM_CLASSES, 2 * self.hidden, name="fc")(features)
+
+
+class EncoderBlock(nn.Module):
+    """Pre-LayerNorm transformer block: masked self-attention, then a ReLU MLP."""
+
+    dim: int
+    heads: int
+    hidden: int
+    dropout: float
+
+    @nn.compact
+    def __call__(self, x, valid, train: bool = False):
+        drop = nn.Dropout(self.dropout, deterministic=not train)
+        # PARITY: torch's LayerNorm epsilon is 1e-5, Flax's 1e-6.
+        h = nn.LayerNorm(epsilon=1e-5, name="norm1")(x)
+        h = nn.MultiHeadDotProductAttention(
+            self.heads,
+            # PARITY: torch's in_proj is xavier_uniform over [3E, E] (variance 0.5/E), its
+            # out_proj a Linear; both biases start at zero, as Flax's do.
+            kernel_init=nn.initializers.variance_scaling(0.5, "fan_in", "uniform"),
+            out_kernel_init=torch_kernel_init,
+            name="attn",
+        )(h, mask=valid[:, None, None, :])  # PARITY: True attends; torch's key mask is ~valid
+        x = x + drop(h)
+        h = nn.LayerNorm(epsilon=1e-5, name="norm2")(x)
+        h = TorchDense(self.dim, self.hidden, name="fc2")(
+            nn.relu(TorchDense(self.hidden, self.dim, name="fc1")(h))
+        )
+        return x + drop(h)
+
+
+class Transformer(nn.Module):
+    """Token + learned position embeddings, `layers` encoder blocks, masked mean pool, Dense."""
+
+    vocab_size: int
+    max_len: int
+    embed_dim: int = 128
+    hidden: int = 128
+    layers: int = 2
+    heads: int = 4
+    dropout: float = 0.1
+
+    @nn.compact
+    def __call__(self, tokens, mask, train: bool = False):
+        lengths = sequence_lengths(mask)
+        valid = jnp.arange(tokens.shape[1])[None, :] < lengths[:, None]
+        embed = nn.Embed(
+            self.vocab_size, self.embed_dim, embedding_init=embedding_init, name="embed"
+        )
+        position = nn.Embed(
+            self.max_len, self.embed_dim, embedding_init=embedding_init, name="position"
+        )
+        x = embed(tokens) + position(jnp.arange(tokens.shape[1]))[None]
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        for k in range(self.layers):
+            x = EncoderBlock(
+                self.embed_dim, self.heads, self.hidden, self.dropout, name=f"block{k}"
+            )(x, valid, train)
+        x = nn.LayerNorm(epsilon=1e-5, name="norm")(x)
+        weights = valid.astype(x.dtype)[..., None]
+        pooled = jnp.sum(x * weights, axis=1) / lengths[:, None].astype(x.dtype)
+        pooled = nn.Dropout(self.dropout, deterministic=not train)(pooled)
+        return TorchDense(NUM_CLASSES, self.embed_dim, name="fc")(pooled)
+
+
+MODELS = {"lstm": BiLSTM, "transformer": Transformer}
+
+
+def create_model(config) -> nn.Module:
+    """The model named by `config.model`, configured from `config`."""
+    if config.model not in MODELS:
+        raise ValueError(f"unknown model {config.model!r}; known: {', '.join(MODELS)}")
+    shared = dict(
+        vocab_size=config.vocab_size,
+        embed_dim=config.embed_dim,
+        hidden=config.hidden,
+        layers=config.layers,
+        dropout=config.dropout,
+    )
+    if config.model == "lstm":
+        return BiLSTM(**shared)
+    return Transformer(max_len=config.max_len, heads=config.heads, **shared)
+
+
+def dummy_input(config, batch_size: int = 1):
+    """(tokens, mask) of the model's input shape, for initialisation and tracing."""
+    shape = (batch_size, config.max_len)
+    return jnp.zeros(shape, jnp.int32), jnp.ones(shape, jnp.float32)

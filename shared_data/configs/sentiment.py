@@ -1,0 +1,105 @@
+"""Sentiment: a masked bidirectional LSTM and a small transformer encoder, on sentence polarity.
+
+Sentences become byte-level BPE ids (shared_data/text: vocabulary learned from the training
+split only, saved as the run's tokenizer.json), padded to `max_len` with a mask. Both models
+read only the first mask.sum() tokens of a row, so padding never changes a logit
+(tests/test_sentiment.py pads one sentence to several lengths in both frameworks).
+
+Variants (`get_config(variant)`):
+
+* ``default`` -- rt-polarity (Pang & Lee's 10,662 sentences) on a stated 90/10 split drawn
+  from `split_seed` 0 (9,596 train / 1,066 test; shared_data/text/sentiment.py):
+  ``roadmap compare sentiment --data-dir ../shared/data [--model transformer]``.
+  Results, times and commands: docs/RESULTS.md, section "Sentiment".
+* ``sst2`` -- GLUE's SST-2, train 67,349 phrases and sentences, dev (872) as the test split:
+  ``roadmap compare sentiment --variant sst2 --data-dir ../shared/data``.
+* ``embedded`` -- the 160 sentences shipped in the repository, offline (the quickstart).
+* ``smoke`` -- a few steps on the embedded sentences, for tests.
+
+A pretrained encoder is not offered: every package that ships one (transformers,
+sentence-transformers, torchtext's GloVe) downloads its weights from a hub on first use, and
+none is installable with the weights inside the wheel; this machine reaches package
+registries only. Pretrained word vectors would also need the same file on the JAX side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from shared_data.configs.base import (
+    ConfigError,
+    TrainConfig,
+    at_least,
+    between,
+    field,
+    one_of,
+    pick_variant,
+)
+from shared_data.tasks import Task, classification
+from shared_data.text.sentiment import DATASETS
+from shared_data.text.tokenize import KINDS, SPECIAL_TOKENS
+
+MODELS = ("lstm", "transformer")
+
+
+@dataclasses.dataclass(frozen=True)
+class SentimentConfig(TrainConfig):
+    """Hyperparameters of one sentiment run; identical for both frameworks."""
+
+    model: str = field("lstm", one_of(*MODELS))  # masked BiLSTM, or transformer encoder
+    dataset: str = field("rt-polarity", one_of(*DATASETS))
+    tokenizer: str = field("bpe", one_of(*KINDS))  # byte-level BPE, or whole words
+    vocab_size: int = field(8000, at_least(len(SPECIAL_TOKENS) + 1))  # ids in [0, vocab_size)
+    max_len: int = field(64, at_least(1))  # tokens kept per sentence (the rest is cut)
+    test_fraction: float = field(0.1, between(0.01, 0.9))  # rt-polarity's held-out share
+    split_seed: int = field(0, at_least(0))  # rt-polarity's split, apart from `seed`
+    embed_dim: int = field(128, at_least(1))  # token embedding width (the transformer's d_model)
+    hidden: int = field(128, at_least(1))  # LSTM state per direction; transformer MLP width
+    layers: int = field(1, at_least(1))  # LSTM layers (each bidirectional) or encoder blocks
+    heads: int = field(4, at_least(1))  # transformer attention heads
+    dropout: float = field(0.5, between(0, 0.95))  # on embeddings and before the classifier
+
+    def check(self) -> None:
+        """embed_dim splits into heads (the transformer's head width)."""
+        super().check()
+        if self.model == "transformer" and self.embed_dim % self.heads:
+            raise ConfigError(
+                f"field 'heads' wants a divisor of embed_dim={self.embed_dim}, got {self.heads}"
+            )
+
+
+def get_task(config: SentimentConfig) -> Task:
+    """Two-class softmax classification: cross-entropy and accuracy."""
+    return classification()
+
+
+def variants() -> dict[str, SentimentConfig]:
+    """Every named config: default, sst2, embedded and smoke."""
+    base = SentimentConfig(batch_size=64, epochs=8, eval_batch_size=500, log_every=50)
+    return {
+        "default": base,
+        "sst2": dataclasses.replace(base, dataset="sst2", max_len=48, epochs=3, log_every=200),
+        "embedded": dataclasses.replace(
+            base, dataset="embedded", vocab_size=400, batch_size=16, epochs=10, log_every=8
+        ),
+        "smoke": dataclasses.replace(
+            base,
+            dataset="embedded",
+            vocab_size=300,
+            max_len=16,
+            embed_dim=16,
+            hidden=16,
+            heads=2,
+            batch_size=16,
+            epochs=2,
+            eval_batch_size=20,
+            limit_train=64,
+            limit_test=24,
+            log_every=2,
+        ),
+    }
+
+
+def get_config(variant: str = "default") -> SentimentConfig:
+    """The config of one variant (see the module docstring)."""
+    return pick_variant("sentiment", variants(), variant)

@@ -1,0 +1,148 @@
+"""Sentiment classifiers in PyTorch: a masked bidirectional LSTM and a transformer encoder.
+
+Read beside jaxpath/sentiment/model.py: same classes, same submodule names (embed,
+fwd{k}, bwd{k}, fc; position, block{k}/{norm1, attn, norm2, fc1, fc2}, norm), same order.
+Inputs are token ids [B, T] and a left-aligned mask [B, T] (float32, 1 on the first length_b
+positions); outputs are logits [B, 2]. A row's length is mask.sum() (at least 1): both
+models read the first `length` tokens only, so padding never changes a logit.
+
+No pack_padded_sequence: reversing each row within its length gives the backward direction
+the same invariance with plain tensors, which torch.export and torch.compile take whole.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+NUM_CLASSES = 2
+
+
+def sequence_lengths(mask: torch.Tensor) -> torch.Tensor:
+    """Real tokens per row, at least one (an all-padding row reads its first token)."""
+    return torch.clamp(mask.sum(dim=-1).to(torch.int64), min=1)
+
+
+def reverse_index(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """[B, T] gather indices that reverse each row's first `length` positions in place."""
+    t = torch.arange(width, device=lengths.device)[None, :]
+    return torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
+
+
+def gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x[b, index[b, t]] for x [B, T, D]."""
+    return torch.gather(x, 1, index[..., None].expand(-1, -1, x.shape[-1]))
+
+
+def single_bias_lstm(input_size: int, hidden: int) -> nn.LSTM:
+    """A batch-first nn.LSTM with one trainable bias per gate, as Flax's LSTM cell has."""
+    lstm = nn.LSTM(input_size, hidden, batch_first=True)
+    # PARITY: torch adds two biases, b_ih + b_hh, where Flax's cell keeps one. Two parameters
+    # take two optimizer updates (Adam moves each by about lr), so the sum would drift from
+    # Flax's one bias after the first step. b_hh stays in the state_dict as a zero buffer
+    # (the porting rule reads it), and b_ih, drawn from torch's U(-1/sqrt(H), 1/sqrt(H)) as
+    # Flax draws its bias, is the gate's only bias.
+    bias_hh = lstm._parameters.pop("bias_hh_l0")
+    lstm.register_buffer("bias_hh_l0", torch.zeros_like(bias_hh.detach()))
+    lstm._init_flat_weights()  # the fused kernel reads its weights by name: refresh the list
+    return lstm
+
+
+class BiLSTM(nn.Module):
+    """Embedding, `layers` bidirectional LSTM layers, final states of both directions, Linear."""
+
+    def __init__(self, vocab_size: int, embed_dim=128, hidden=128, layers=1, dropout=0.5):
+        super().__init__()
+        self.hidden, self.layers = hidden, layers
+        self.embed = nn.Embedding(vocab_size, embed_dim)
+        for k in range(layers):
+            width = embed_dim if k == 0 else 2 * hidden
+            self.add_module(f"fwd{k}", single_bias_lstm(width, hidden))
+            self.add_module(f"bwd{k}", single_bias_lstm(width, hidden))
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(2 * hidden, NUM_CLASSES)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        lengths = sequence_lengths(mask)
+        reverse = reverse_index(lengths, tokens.shape[1])
+        x = self.drop(self.embed(tokens))
+        for k in range(self.layers):
+            # The forward LSTM's outputs before `length` never see the padding after it; the
+            # backward one reads each row reversed within its length, so the same holds.
+            forward, _ = getattr(self, f"fwd{k}")(x)
+            backward_reversed, _ = getattr(self, f"bwd{k}")(gather_time(x, reverse))
+            x = torch.cat([forward, gather_time(backward_reversed, reverse)], dim=-1)
+        # Forward state after the last real token, backward state after the first.
+        last = gather_time(forward, (lengths - 1)[:, None])[:, 0]
+        features = torch.cat([last, x[:, 0, self.hidden :]], dim=-1)
+        return self.fc(self.drop(features))
+
+
+class EncoderBlock(nn.Module):
+    """Pre-LayerNorm transformer block: masked self-attention, then a ReLU MLP."""
+
+    def __init__(self, dim: int, heads: int, hidden: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)
+        # PARITY: key_padding_mask is True where a key is ignored; Flax's mask attends on True.
+        h, _ = self.attn(h, h, h, key_padding_mask=~valid, need_weights=False)
+        x = x + self.drop(h)
+        h = self.fc2(torch.relu(self.fc1(self.norm2(x))))
+        return x + self.drop(h)
+
+
+class Transformer(nn.Module):
+    """Token + learned position embeddings, `layers` encoder blocks, masked mean pool, Linear."""
+
+    def __init__(
+        self, vocab_size: int, max_len: int, embed_dim=128, hidden=128, layers=2, heads=4,
+        dropout=0.1,
+    ):  # fmt: skip
+        super().__init__()
+        self.layers = layers
+        self.embed = nn.Embedding(vocab_size, embed_dim)
+        self.position = nn.Embedding(max_len, embed_dim)
+        self.drop = nn.Dropout(dropout)
+        for k in range(layers):
+            self.add_module(f"block{k}", EncoderBlock(embed_dim, heads, hidden, dropout))
+        self.norm = nn.LayerNorm(embed_dim)
+        self.fc = nn.Linear(embed_dim, NUM_CLASSES)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        lengths = sequence_lengths(mask)
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        valid = positions[None, :] < lengths[:, None]
+        x = self.drop(self.embed(tokens) + self.position(positions)[None])
+        for k in range(self.layers):
+            x = getattr(self, f"block{k}")(x, valid)
+        x = self.norm(x)
+        weights = valid.to(x.dtype)[..., None]
+        pooled = torch.sum(x * weights, dim=1) / lengths[:, None].to(x.dtype)
+        return self.fc(self.drop(pooled))
+
+
+MODELS = {"lstm": BiLSTM, "transformer": Transformer}
+
+
+def create_model(config) -> nn.Module:
+    """The model named by `config.model`, configured from `config`."""
+    if config.model not in MODELS:
+        raise ValueError(f"unknown model {config.model!r}; known: {', '.join(MODELS)}")
+    shared = dict(
+        vocab_size=config.vocab_size,
+        embed_dim=config.embed_dim,
+        hidden=config.hidden,
+        layers=config.layers,
+        dropout=config.dropout,
+    )
+    if config.model == "lstm":
+        return BiLSTM(**shared)
+    return Transformer(max_len=config.max_len, heads=config.heads, **shared)
