@@ -15,6 +15,7 @@ lr 1.5 amplifies it likewise, as does any other equivalent BatchNorm formulation
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from comparisons.cli import main
 from shared_data.configs.base import override
 
 # Smoke variants at rates where fp32 rounding stays at rounding size (module docstring).
@@ -116,6 +118,15 @@ def test_batch_that_does_not_split_is_refused(tmp_path):
     assert done.returncode != 0
     assert "field 'batch_size'" in done.stdout + done.stderr
     assert "multiple of 3" in done.stdout + done.stderr
+
+
+def test_roadmap_run_nproc_launches_torchrun(tmp_path):
+    argv = ["run", "mnist", "--variant", "smoke", "--framework", "torch", "--no-progress"]
+    argv += ["--workdir", str(tmp_path), "--run-id", "ddp", "--set", "max_steps=1"]
+    assert main([*argv, "--nproc", "2"]) == 0
+    summary = json.loads((tmp_path / "mnist" / "torch" / "ddp" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["steps"] == 1
+    assert main([*argv, "--nproc", "2", "--framework", "jax"]) == 2  # JAX takes --devices
 
 
 if __name__ == "__main__":  # one rank of a torchrun launch: PROJECT WORKDIR RESUME KEY=VALUE...

@@ -40,6 +40,7 @@ from torch.nn.parallel import DistributedDataParallel
 from shared_data import training
 from shared_data.batches import local_batch_size, worker_slice
 from shared_data.configs.base import ConfigError
+from shared_data.runlog import SUMMARY_FILE, write_json
 from torchpath.common.checkpoint import Checkpointer
 
 # torchrun's environment: a process started by it has all of these.
@@ -328,4 +329,8 @@ def fit(
             if not worker.main:  # its run records go to a folder removed afterwards
                 workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="roadmap-rank"))
                 options["progress"] = False
-            return training.fit(replica, task, config, workdir, state, *steps, **options)
+            summary = training.fit(replica, task, config, workdir, state, *steps, **options)
+        if worker.main:  # the run's record says how many processes trained it
+            summary["processes"] = worker.world_size
+            write_json(Path(workdir) / SUMMARY_FILE, summary)
+        return summary
