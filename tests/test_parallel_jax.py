@@ -64,7 +64,7 @@ CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
 import test_parallel_jax
-test_parallel_jax._child({args!r})
+test_parallel_jax.{function}({args!r})
 """
 
 
@@ -75,7 +75,7 @@ def _run_child(**args) -> dict:
         JAX_PLATFORMS="cpu",
         ROADMAP_RUNTIME_WARNING="0",
     )
-    code = CHILD.format(tests=str(Path(__file__).parent), args=args)
+    code = CHILD.format(tests=str(Path(__file__).parent), function="_child", args=args)
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
     )
@@ -158,3 +158,85 @@ def test_forms_equal_one_device_on_the_global_batch(project, devices):
         assert result[form]["moved"] > 1e-3, result  # the steps changed the params
         assert result[form]["max_diff"] < 1e-5, (form, result[form])
         assert result[form]["sums_diff"] < 1e-4, (form, result[form])
+
+
+# ---------------------------------------------------------------------------------------------
+# Several processes (jax.distributed over loopback, gloo collectives), through loop.fit.
+
+MNIST_EXACT = {**CASES["mnist"][1], "log_every": 2, "checkpoint_every": 2}
+
+
+def _train_child(args: dict) -> None:
+    """One process of a run: join the job (when launched so), train mnist smoke via fit."""
+    from jaxpath.common.distributed import initialize_from_env
+
+    initialize_from_env()
+    from comparisons.registry import get_project
+
+    project = get_project("mnist")
+    config = dataclasses.replace(project.config("smoke"), **MNIST_EXACT, **args["overrides"])
+    summary = project.module("jax").train_and_evaluate(
+        config, args["workdir"], resume=args.get("resume", False), progress=False
+    )
+    print(json.dumps({"steps": summary["steps"]}))
+
+
+def _params_child(args: dict) -> None:
+    """Print the largest differences between the newest checkpoints of two runs."""
+    import jax
+
+    from comparisons.registry import get_project
+    from jaxpath.common.checkpoint import Checkpointer
+
+    project = get_project("mnist")
+    config = dataclasses.replace(project.config("smoke"), **MNIST_EXACT)
+    template = project.module("jax").create_state(config, steps_per_epoch=8)
+    states = []
+    for run in args["runs"]:
+        checkpointer = Checkpointer(Path(run) / "checkpoints")
+        state, _ = checkpointer.restore(template)
+        states.append(jax.device_get(state))
+
+    def largest_difference(name: str) -> float:
+        trees = (jax.tree.leaves(getattr(state, name)) for state in states)
+        return max(float(abs(a - b).max()) for a, b in zip(*trees, strict=True))
+
+    # Parameters: the momentum buffer sums every step's rounding differences, so only the
+    # exact (resume) comparison asks for it.
+    out = {
+        "steps": [int(state.step) for state in states],
+        "params_diff": largest_difference("params"),
+    }
+    out["opt_state_diff"] = largest_difference("opt_state")
+    print(json.dumps(out))
+
+
+def _launch(function: str, processes: int, timeout: float = 600, **args) -> list[dict]:
+    from jaxpath.common.distributed import launch_local
+
+    code = CHILD.format(tests=str(Path(__file__).parent), function=function, args=args)
+    results = launch_local(["-c", code], processes, timeout=timeout, capture=True)
+    for done in results:
+        assert done.returncode == 0, done.stderr[-4000:]
+    return [json.loads(done.stdout.strip().splitlines()[-1]) for done in results]
+
+
+def test_two_processes_equal_one_process(tmp_path):
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    assert _launch("_train_child", 1, workdir=one, overrides={"max_steps": 4}) == [{"steps": 4}]
+    assert _launch("_train_child", 2, workdir=two, overrides={"max_steps": 4}) == [{"steps": 4}] * 2
+    # process 0 logs in the run folder, process 1 in its own; one set of checkpoints
+    assert (tmp_path / "two" / "process-1" / "summary.json").is_file()
+    assert not (tmp_path / "two" / "process-1" / "checkpoints").exists()
+    [same] = _launch("_params_child", 1, runs=[one, two])
+    assert same["steps"] == [4, 4] and same["params_diff"] < 1e-5, same
+
+
+@pytest.mark.slow
+def test_multi_process_resume_continues_exactly(tmp_path):
+    whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
+    _launch("_train_child", 2, workdir=whole, overrides={"max_steps": 6})
+    _launch("_train_child", 2, workdir=resumed, overrides={"max_steps": 3})  # stops mid-epoch
+    _launch("_train_child", 2, workdir=resumed, overrides={"max_steps": 6}, resume=True)
+    [exact] = _launch("_params_child", 1, runs=[whole, resumed])
+    assert exact == {"steps": [6, 6], "params_diff": 0.0, "opt_state_diff": 0.0}

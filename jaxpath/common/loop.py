@@ -6,6 +6,7 @@ device arrays, PRNG keys derived from the step, and waiting for asynchronous dis
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -14,11 +15,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 from jaxpath.common.checkpoint import Checkpointer
+from jaxpath.common.distributed import process_workdir
+from jaxpath.common.parallel import DataParallel, setting_from_env
 from jaxpath.common.runtime import warn_if_slow
 from jaxpath.common.state import num_params
 from shared_data import training
+from shared_data.configs.base import ConfigError
 from shared_data.tasks import Task
 
 
@@ -83,13 +88,54 @@ def fit(
     train_step: Callable,
     eval_step: Callable,
     dataset,
+    *,
+    parallel: str | None = None,
+    devices: int | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Train `state` on `dataset` for `config.epochs`, evaluating each epoch; returns a summary.
 
-    `options`: predict, on_epoch_end, resume, progress (see shared_data.training.fit).
+    `parallel` ("pmap", "sharding" or "shard_map", common/parallel.py) trains data-parallel
+    over `devices` devices (default: all), each global batch split across them; both
+    default to $ROADMAP_JAX_PARALLEL and $ROADMAP_JAX_DEVICES, which `roadmap run --devices`
+    sets, so no project passes them. Under `jax.distributed` (several processes) the step is
+    always data-parallel over every process's devices ("sharding" unless told otherwise).
+    `options`: predict, on_epoch_end, final_eval_step, resume, progress (see
+    shared_data.training.fit).
     """
     warn_if_slow()  # once per process, when JAX trains on the CPU under the slow settings
+    parallel, devices = setting_from_env(parallel, devices)
+    if parallel is None and jax.process_count() > 1:
+        parallel = "sharding"
+    if parallel is None:
+        return training.fit(
+            FRAMEWORK, task, config, workdir, state, train_step, eval_step, dataset, **options
+        )
+    data = DataParallel(parallel, devices)
+    try:
+        data.check_batch_size(config.batch_size)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    framework = dataclasses.replace(FRAMEWORK, to_device=data.to_device)
+    if jax.process_count() > 1:  # one set of checkpoints; logs per process
+        shared = Path(workdir) / "checkpoints"
+        framework = dataclasses.replace(framework, checkpointer=lambda _: Checkpointer(shared))
+        workdir = process_workdir(workdir)
+    if options.get("progress", True):
+        where = f"{jax.process_count()} processes, " if jax.process_count() > 1 else ""
+        tqdm.write(
+            f"jax: data parallel ({parallel}) over {where}{data.devices} devices, "
+            f"{config.batch_size // data.devices} of each batch of {config.batch_size} per device"
+        )
+    # Evaluation needs no wrapper: the jitted eval step follows its arguments' shardings.
     return training.fit(
-        FRAMEWORK, task, config, workdir, state, train_step, eval_step, dataset, **options
+        framework,
+        task,
+        config,
+        workdir,
+        data.replicate(state),
+        data.train_step(train_step),
+        eval_step,
+        dataset,
+        **options,
     )
