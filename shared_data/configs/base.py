@@ -277,6 +277,16 @@ class TrainConfig:
     # linearly to lr x lr_end_factor at the last step (airbench's triangle: 0.2, 0.07)
     lr_start_factor: float = field(0.0, between(0, 1))
     lr_end_factor: float = field(0.0, between(0, 1))
+    # The recipe knobs of scale-out (torchvision's classification reference, flax's imagenet
+    # example), the same in both frameworks (common/optim.py):
+    # lr is the rate of a global batch of lr_base_batch examples, scaled linearly to
+    # batch_size x accumulate_steps (Goyal et al. 2017); None: lr as given
+    lr_base_batch: int | None = field(None, at_least(1))
+    accumulate_steps: int = field(1, at_least(1))  # average the gradients of N batches per update
+    clip_grad_norm: float | None = field(None, above(0))  # rescale to this global L2 norm at most
+    # False: no weight decay on 1-D parameters, i.e. biases and normalisation scales/offsets
+    decay_norms_and_biases: bool = True
+    ema_decay: float = field(0.0, between(0, 0.999999))  # EMA of the parameters (0: none)
     augment: bool = False  # the project's training augmentation (see its Task)
     seed: int = field(1, between(0, 2**32 - 1))  # initial weights, data order, dropout, noise
     log_every: int = field(100, at_least(1))  # steps between train-metric log lines
@@ -295,6 +305,12 @@ class TrainConfig:
             )
         if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
             raise ConfigError("field 'nesterov' wants SGD with momentum > 0, got momentum=0")
+
+    def peak_lr(self) -> float:
+        """The learning rate of this run's global batch (`lr_base_batch`'s linear scaling)."""
+        if self.lr_base_batch is None:
+            return self.lr
+        return self.lr * self.batch_size * self.accumulate_steps / self.lr_base_batch
 
 
 def pick_variant(project: str, variants: dict[str, Any], variant: str) -> Any:
