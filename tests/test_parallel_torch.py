@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from comparisons.cli import main
+from comparisons.bench import scaling
+from comparisons.cli import build_parser, main
 from shared_data.configs.base import override
 
 # Smoke variants at rates where fp32 rounding stays at rounding size (module docstring).
@@ -127,6 +128,24 @@ def test_roadmap_run_nproc_launches_torchrun(tmp_path):
     summary = json.loads((tmp_path / "mnist" / "torch" / "ddp" / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 1
     assert main([*argv, "--nproc", "2", "--framework", "jax"]) == 2  # JAX takes --devices
+
+
+def test_scaling_bench_runs_each_framework_on_its_workers(tmp_path):
+    args = build_parser().parse_args(
+        ["bench", "mnist", "--scaling", "--variant", "smoke", "--workdir", str(tmp_path)]
+    )
+    assert args.scaling and args.scaling_workers == [1, 2]
+    torch_two = scaling.worker_command(args, "torch", 2, "w2")
+    assert torch_two[-2:] == ["--nproc", "2"] and "max_steps=100" in torch_two
+    assert scaling.worker_command(args, "jax", 2, "w2")[-2:] == ["--devices", "2"]
+    assert "--nproc" not in scaling.worker_command(args, "torch", 1, "w1")
+    rows = [
+        {"framework": "torch", "workers": 1, "threads_per_worker": 2, "examples_per_s": 100.0,
+         "speedup": 1.0, "steps": 5},
+        {"framework": "torch", "workers": 2, "error": "boom"},
+    ]  # fmt: skip
+    table = scaling.to_markdown(rows)
+    assert "| torch | 1 | 2 | 100 | 1.00x | 5 |" in table and "error: boom" in table
 
 
 if __name__ == "__main__":  # one rank of a torchrun launch: PROJECT WORKDIR RESUME KEY=VALUE...

@@ -26,7 +26,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from comparisons.bench import extras
+from comparisons.bench import extras, scaling
 from comparisons.bench.modes import Ctx, jax_prepare, torch_prepare
 from comparisons.bench.op_cases import SIZES
 from comparisons.bench.ops import OPS, bench_ops, ops_markdown
@@ -343,10 +343,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="op shapes: small (MNIST-like), speedrun, speedrun7 (CIFAR-10 speedrun)")  # fmt: skip
     add("--peak-n", type=int, default=2048, help="matrix size of the matmul peak (default 2048)")
     extras.add_arguments(parser)
+    scaling.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the bench from parsed arguments, write and print it; the exit code."""
+    if args.scaling:  # data-parallel runs instead of the step sweep (bench/scaling.py)
+        return scaling.run(args)
     progress = getattr(args, "progress", True) and not getattr(args, "no_progress", False)
     ops = [o.strip() for o in args.op_names.split(",") if o.strip()] if args.ops else []
     try:
