@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -68,14 +70,14 @@ test_parallel_jax.{function}({args!r})
 """
 
 
-def _run_child(**args) -> dict:
+def _run_child(function: str = "_child", **args) -> dict:
     env = dict(
         os.environ,
         XLA_FLAGS=f"--xla_force_host_platform_device_count={args['devices']}",
         JAX_PLATFORMS="cpu",
         ROADMAP_RUNTIME_WARNING="0",
     )
-    code = CHILD.format(tests=str(Path(__file__).parent), function="_child", args=args)
+    code = CHILD.format(tests=str(Path(__file__).parent), function=function, args=args)
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
     )
@@ -240,3 +242,39 @@ def test_multi_process_resume_continues_exactly(tmp_path):
     _launch("_train_child", 2, workdir=resumed, overrides={"max_steps": 6}, resume=True)
     [exact] = _launch("_params_child", 1, runs=[whole, resumed])
     assert exact == {"steps": [6, 6], "params_diff": 0.0, "opt_state_diff": 0.0}
+
+
+# ---------------------------------------------------------------------------------------------
+# IR: the gradients' all-reduce in each form's optimized HLO (comparisons/ir/parallel.py).
+
+
+def _ir_child(args: dict) -> None:
+    from comparisons.ir.parallel import lower_forms
+    from comparisons.registry import get_project
+
+    config = get_project("mnist").config("smoke")
+    lowered = lower_forms("mnist", config, devices=2, batch_size=16)
+    out = {"param_sizes": lowered["params"]["sizes"], "forms": {}}
+    for form, entry in lowered["forms"].items():
+        out["forms"][form] = {
+            "stablehlo_collectives": entry["stablehlo_collectives"],
+            "all_reduce_sizes": [
+                math.prod(int(d) for d in shape.split("[")[1].rstrip("]").split(",") if d)
+                for row in entry["collectives"]
+                if row["op"].startswith("all-reduce")
+                for shape in row["shapes"]
+            ],
+        }
+    print(json.dumps(out))
+
+
+def test_each_form_all_reduces_the_gradients_in_its_optimized_hlo():
+    result = _run_child(devices=2, function="_ir_child")
+    for form in FORMS:
+        sizes = collections.Counter(result["forms"][form]["all_reduce_sizes"])
+        # every gradient (one operand per parameter array, any layout) is all-reduced
+        assert not collections.Counter(result["param_sizes"]) - sizes, (form, result)
+    # JAX emits the per-device forms' pmean itself; GSPMD's partitioner adds its own
+    assert result["forms"]["shard_map"]["stablehlo_collectives"] >= len(result["param_sizes"])
+    assert result["forms"]["pmap"]["stablehlo_collectives"] >= len(result["param_sizes"])
+    assert result["forms"]["sharding"]["stablehlo_collectives"] == 0

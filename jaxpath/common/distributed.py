@@ -30,6 +30,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+# Read by loop.fit (common/parallel.py): its default form and device count.
+FORM_ENV = "ROADMAP_JAX_PARALLEL"
+DEVICES_ENV = "ROADMAP_JAX_DEVICES"
 COORDINATOR_ENV = "ROADMAP_JAX_COORDINATOR"
 NUM_PROCESSES_ENV = "ROADMAP_JAX_NUM_PROCESSES"
 PROCESS_ID_ENV = "ROADMAP_JAX_PROCESS_ID"
@@ -76,19 +79,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def with_host_devices(xla_flags: str | None, count: int) -> str:
+    """`xla_flags` asking XLA:CPU for `count` host devices (a flag already there stays put)."""
+    flags, name = (xla_flags or "").split(), "--xla_force_host_platform_device_count"
+    wanted = f"{name}={count}"
+    if wanted in flags:
+        return " ".join(flags)
+    return " ".join([f for f in flags if not f.startswith(name)] + [wanted])
+
+
 def process_environ(
     process_id: int, num_processes: int, devices_per_process: int, port: int, environ=os.environ
 ) -> dict[str, str]:
     """The environment of one local process: coordinates and its number of CPU devices."""
-    flags = [
-        f
-        for f in environ.get("XLA_FLAGS", "").split()
-        if not f.startswith("--xla_force_host_platform_device_count")
-    ]
-    flags.append(f"--xla_force_host_platform_device_count={devices_per_process}")
     return {
         **environ,
-        "XLA_FLAGS": " ".join(flags),
+        "XLA_FLAGS": with_host_devices(environ.get("XLA_FLAGS"), devices_per_process),
         "JAX_PLATFORMS": environ.get("JAX_PLATFORMS", "cpu"),
         COORDINATOR_ENV: f"127.0.0.1:{port}",
         NUM_PROCESSES_ENV: str(num_processes),

@@ -111,8 +111,8 @@ def fit(
         return training.fit(
             FRAMEWORK, task, config, workdir, state, train_step, eval_step, dataset, **options
         )
-    data = DataParallel(parallel, devices)
     try:
+        data = DataParallel(parallel, devices)
         data.check_batch_size(config.batch_size)
     except ValueError as err:
         raise ConfigError(str(err)) from None
@@ -121,7 +121,7 @@ def fit(
         shared = Path(workdir) / "checkpoints"
         framework = dataclasses.replace(framework, checkpointer=lambda _: Checkpointer(shared))
         workdir = process_workdir(workdir)
-    if options.get("progress", True):
+    if jax.process_index() == 0:
         where = f"{jax.process_count()} processes, " if jax.process_count() > 1 else ""
         tqdm.write(
             f"jax: data parallel ({parallel}) over {where}{data.devices} devices, "

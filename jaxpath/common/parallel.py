@@ -40,13 +40,11 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxpath.common.distributed import DEVICES_ENV, FORM_ENV
 from shared_data.batches import local_batch_size, worker_slice
 
 FORMS = ("pmap", "sharding", "shard_map")
 AXIS = "data"
-# Defaults of loop.fit's `parallel` and `devices` (the `roadmap run --devices` re-exec sets them).
-FORM_ENV = "ROADMAP_JAX_PARALLEL"
-DEVICES_ENV = "ROADMAP_JAX_DEVICES"
 
 _batch_axis: contextvars.ContextVar[str | None] = contextvars.ContextVar("batch_axis", default=None)
 
@@ -67,7 +65,10 @@ def binding_batch_axis(axis: str) -> Iterator[None]:
 
 
 def setting_from_env(parallel: str | None, devices: int | None) -> tuple[str | None, int | None]:
-    """(form, devices): the arguments, else $ROADMAP_JAX_PARALLEL / $ROADMAP_JAX_DEVICES."""
+    """(form, devices): the arguments, else $ROADMAP_JAX_PARALLEL / $ROADMAP_JAX_DEVICES.
+
+    A device count without a form means "sharding"; neither means no data parallelism.
+    """
     parallel = parallel or os.environ.get(FORM_ENV) or None
     if devices is None and os.environ.get(DEVICES_ENV):
         try:
