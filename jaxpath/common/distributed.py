@@ -63,6 +63,21 @@ def initialize_from_env(environ=os.environ) -> bool:
     return True
 
 
+def barrier(name: str, timeout_s: float = 900.0) -> None:
+    """Wait until every process of the job arrives here (no-op in a single process).
+
+    A barrier of the coordination service, not a collective: XLA:CPU's gloo collectives give
+    up after 30 s when processes reach their first collective that far apart (building the
+    communicator ignores --xla_cpu_collective_timeout_seconds), which loading and
+    initialising at different speeds on a busy machine can exceed.
+    """
+    from jax._src import distributed as jax_distributed  # no public barrier but collectives
+
+    client = jax_distributed.global_state.client
+    if client is not None:
+        client.wait_at_barrier(name, int(timeout_s * 1000))
+
+
 def process_workdir(workdir: str | Path) -> Path:
     """Where this process logs: the run folder for process 0, `<run>/process-k` otherwise."""
     import jax
@@ -92,9 +107,12 @@ def process_environ(
     process_id: int, num_processes: int, devices_per_process: int, port: int, environ=os.environ
 ) -> dict[str, str]:
     """The environment of one local process: coordinates and its number of CPU devices."""
+    flags = with_host_devices(environ.get("XLA_FLAGS"), devices_per_process)
+    if "--xla_cpu_collective_timeout_seconds" not in flags:  # one process may checkpoint longer
+        flags += " --xla_cpu_collective_timeout_seconds=900"
     return {
         **environ,
-        "XLA_FLAGS": with_host_devices(environ.get("XLA_FLAGS"), devices_per_process),
+        "XLA_FLAGS": flags,
         "JAX_PLATFORMS": environ.get("JAX_PLATFORMS", "cpu"),
         COORDINATOR_ENV: f"127.0.0.1:{port}",
         NUM_PROCESSES_ENV: str(num_processes),

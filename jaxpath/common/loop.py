@@ -18,7 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxpath.common.checkpoint import Checkpointer
-from jaxpath.common.distributed import process_workdir
+from jaxpath.common.distributed import barrier, process_workdir
 from jaxpath.common.parallel import DataParallel, setting_from_env
 from jaxpath.common.runtime import warn_if_slow
 from jaxpath.common.state import num_params
@@ -118,6 +118,7 @@ def fit(
         raise ConfigError(str(err)) from None
     framework = dataclasses.replace(FRAMEWORK, to_device=data.to_device)
     if jax.process_count() > 1:  # one set of checkpoints; logs per process
+        barrier("roadmap-fit-start")  # the first collective (Orbax's) must not time out
         shared = Path(workdir) / "checkpoints"
         framework = dataclasses.replace(framework, checkpointer=lambda _: Checkpointer(shared))
         workdir = process_workdir(workdir)
