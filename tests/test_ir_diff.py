@@ -18,6 +18,7 @@ from comparisons.ir.diff import (
     render_markdown,
     render_text,
 )
+from comparisons.ir.rows import UNACCOUNTED, wall_shares
 from comparisons.registry import get_project, list_projects
 from shared_data.configs.base import override
 
@@ -103,7 +104,21 @@ def test_text_and_markdown(cnn):
 KNOWN_FLOP_GAPS = {"cifar10": ["backward whiten"]}
 
 
-@pytest.mark.parametrize("name", [p.name for p in list_projects() if p.name != "mnist"])
+# The LSTM runs outside the graphs torch.compile captures (only the loss is in the forward
+# graph), so the torch side has no model rows; comparisons/ir/torch_ir.capture's limit.
+NOT_CAPTURED = {"sentiment": "torch.compile captures only the loss of the LSTM's step"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(p.name, marks=pytest.mark.xfail(reason=NOT_CAPTURED[p.name], strict=True))
+        if p.name in NOT_CAPTURED
+        else p.name
+        for p in list_projects()
+        if p.name != "mnist"
+    ],
+)
 def test_every_project_layers_on_both_sides(name):
     result = diff_frameworks(name, _config(name), 2, **FAST)
     assert result["layers"]
@@ -112,6 +127,23 @@ def test_every_project_layers_on_both_sides(name):
         missing = [lay for lay in result["layers"] if ("forward", lay) not in rows]
         assert not missing, (side, missing)
     assert result["flops_mismatch"] == KNOWN_FLOP_GAPS.get(name, [])
+
+
+@pytest.mark.parametrize("framework", ["jax", "torch"])
+def test_variant_diff_of_a_config_with_itself_is_empty(framework):
+    config = _config("mnist")
+    same = diff_variants("mnist", framework, {"a": config, "b": config}, 2, **FAST)
+    assert same["differences"] == [] and same["tables"]["backward"]
+
+
+def test_torch_variant_diff_marks_only_the_glue():
+    sides = {
+        "a": build_side("torch", get_project("mnist"), _config("mnist"), 2, **FAST),
+        "b": build_side("torch", get_project("mnist"), _config("mnist", dropout=False), 2, **FAST),
+    }
+    rows = {(d["phase"], d["row"]) for d in differences(align(sides, sides["a"]["layers"]))}
+    assert ("forward", "after conv2") in rows and ("forward", "after fc1") in rows
+    assert not rows & {(p, lay) for p in ("forward", "backward") for lay in sides["a"]["layers"]}
 
 
 def test_variant_diff_self_is_empty_and_pool_differs():
@@ -152,3 +184,75 @@ def test_report_section_expands_rows(cnn, tmp_path):
     page = build_report(tmp_path / "runs", tmp_path / "report.html").read_text()
     assert 'id="mnist-ir-diff"' in page
     assert "<details><summary>conv2</summary>" in page and "convolution_backward" in page
+
+
+def test_wall_shares_count_each_instant_once():
+    spans = [("a", 0, 10), ("b", 5, 15), ("c", 20, 30), ("a", 25, 26), ("d", 3, 3)]
+    shares = wall_shares(spans)
+    assert sum(shares.values()) == pytest.approx(25)  # the union: [0, 15] and [20, 30]
+    assert shares == pytest.approx({"a": 5 + 2.5 + 0.5, "b": 2.5 + 5, "c": 9.5, "d": 0})
+
+
+def _time_invariants(time):
+    """Rows (unaccounted aside) add up to the profiled ops' time, at most the step's wall."""
+    rows = {(r["phase"], r["row"]): r["us"] for r in time["rows"]}
+    rest = rows.pop(("other", UNACCOUNTED))
+    assert sum(rows.values()) == pytest.approx(time["sum_us"])
+    assert 0 < time["sum_us"] <= time["wall_us"]
+    assert rest == pytest.approx(time["wall_us"] - time["sum_us"])
+
+
+@pytest.fixture(scope="module")
+def jax_timed():
+    """The MNIST CNN's JAX side at batch 2 with XLA's kernels and a trace (one XLA compile)."""
+    return build_side("jax", get_project("mnist"), _config("mnist"), 2, profile=True)
+
+
+def test_jax_kernels_without_metadata_are_inferred_not_dropped(jax_timed):
+    kernel_rows = jax_timed["kernel_rows"]
+    names = {k["kernel"].split(" ")[0] for k in kernel_rows}
+    assert set(jax_timed["time"]["kernel_us"]) <= names  # every timed kernel has a row
+    inferred = [k for k in kernel_rows if k.get("inferred")]
+    assert inferred and all("inferred: " in k["kernel"] for k in inferred)
+    left = [k for k in kernel_rows if k["row"] == "unattributed"]
+    assert len(left) <= len(names) // 20, left  # 47 of 101 before inference; listed, not hidden
+    flops = {(op["phase"], op["row"]) for op in jax_timed["ops"] if op["flops"]}
+    with_kernels = {(k["phase"], k["row"]) for k in kernel_rows}
+    assert flops <= with_kernels  # conv1's weight gradient has no op_name: found by its FLOPs
+
+
+def test_jax_time_rows_never_exceed_the_step(jax_timed):
+    time = jax_timed["time"]
+    _time_invariants(time)
+    # each event counted once: the kernels' shares are the rows' time
+    assert sum(time["kernel_us"].values()) == pytest.approx(
+        time["sum_us"], abs=0.01 * time["events"]
+    )
+
+
+def test_torch_eager_time_rows_never_exceed_the_step():
+    side = build_side("torch", get_project("mnist"), _config("mnist"), 2, inductor=False)
+    assert side["time"]["kind"] == "eager"
+    _time_invariants(side["time"])
+
+
+@pytest.mark.slow
+def test_run_folder_specs(tmp_path, capsys):
+    """--a/--b name a finished run: its config.json (a 2-step smoke run made here)."""
+    from comparisons.cli import main
+    from comparisons.ir.diff import variant_config
+
+    workdir = tmp_path / "runs"
+    sets = ["--set", "max_steps=2", "--set", "epochs=1"]
+    args = ["run", "mnist", "--variant", "smoke", "--framework", "torch", "--no-progress"]
+    assert main([*args, "--workdir", str(workdir), *sets]) == 0
+    (folder,) = (workdir / "mnist" / "torch").iterdir()
+    smoke = override(get_project("mnist").config("smoke"), {"max_steps": 2, "epochs": 1})
+    assert variant_config(_config("mnist"), str(folder)) == smoke
+    capsys.readouterr()
+    fast = ["--no-profile", "--no-compile", "--batch-size", "2", "--workdir", str(tmp_path)]
+    diff = ["ir", "diff", "mnist", "--framework", "torch", "--a", str(folder)]
+    assert main([*diff, "--b", str(folder / "config.json"), *fast]) == 0
+    assert "no differences" in capsys.readouterr().out
+    saved = (tmp_path / "mnist" / "ir" / "ir_diff_torch_variants.json").read_text()
+    assert str(folder) in saved  # the specs are recorded

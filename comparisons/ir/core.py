@@ -59,6 +59,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-profile", dest="profile", action="store_false", help="ir diff: no time column"
     )
+    parser.add_argument(
+        "--torch-time",
+        choices=("eager", "compiled"),
+        default="eager",
+        help="ir diff: torch's time column from the eager step (default) or the compiled one, "
+        "kernel by kernel (kernels rebuilt with profiler ranges: slow on CPU, see docs/IR.md)",
+    )
+    parser.add_argument(
+        "--devices",
+        type=int,
+        help="JAX's data-parallel train step over N devices: the collectives of each form "
+        "(comparisons/ir/parallel.py)",
+    )
+    parser.add_argument(
+        "--parallel",
+        choices=("all", "pmap", "sharding", "shard_map"),
+        default="all",
+        help="with --devices: which form to lower (default: all three)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
         return run_diff(args)
     if getattr(args, "target", None):
         raise SystemExit(f"roadmap ir: unexpected argument {args.target!r} (did you mean diff?)")
+    if getattr(args, "devices", None) is not None:
+        from comparisons.ir.parallel import run_parallel
+
+        return run_parallel(args)
     out_dir = Path(args.workdir) / args.project / "ir"
     summary = dump_ir(
         args.project,

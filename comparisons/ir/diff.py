@@ -34,7 +34,8 @@ def aggregate(side: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     out: dict[tuple[str, str], dict[str, Any]] = {}
 
     def entry(item):
-        empty = {"ops": Counter(), "flops": 0, "bytes": 0, "kernels": set(), "time_us": None}
+        empty = {"ops": Counter(), "flops": 0, "bytes": 0, "kernels": set(), "inferred": set()}
+        empty["time_us"] = None
         return out.setdefault((item["phase"], item["row"]), empty)
 
     for op in side["ops"]:
@@ -44,6 +45,8 @@ def aggregate(side: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
         cell["bytes"] += op["bytes"]
     for item in side.get("kernel_rows", []):  # compiled kernels, attributed by each side
         entry(item)["kernels"].add(item["kernel"])
+        if item.get("inferred"):  # a kernel placed here through the graph, not metadata
+            entry(item)["inferred"].add(item["kernel"])
     for item in side.get("time", {}).get("rows", []):
         cell = entry(item)
         cell["time_us"] = (cell["time_us"] or 0.0) + item["us"]
@@ -75,6 +78,7 @@ def _plain(cell: dict[str, Any]) -> dict[str, Any]:
         "flops": cell["flops"],
         "bytes": cell["bytes"],
         "kernels": sorted(cell["kernels"]),
+        "inferred_kernels": len(cell["inferred"]),
         "time_us": None if cell["time_us"] is None else round(cell["time_us"], 1),
     }
 
@@ -121,16 +125,29 @@ def _time(cell: dict[str, Any] | None) -> str:
     return "-" if not cell or cell.get("time_us") is None else f"{cell['time_us']:.0f}us"
 
 
+def _kernel_count(cell: dict[str, Any]) -> str:
+    """'4', or '4 (2~)' when 2 of them were placed by inference (no metadata)."""
+    inferred = cell.get("inferred_kernels") or 0
+    return f"{len(cell['kernels'])}" + (f" ({inferred}~)" if inferred else "")
+
+
 COLUMNS = ("ops", "n", "kernels", "FLOPs", "bytes", "time")
+
+
+def _column(name: str, time_kind: str | None) -> str:
+    """Column title; the time column says which step was timed: 'time(eager)'."""
+    return f"time({time_kind})" if name == "time" and time_kind else name
 
 
 def _cells(cell: dict[str, Any] | None) -> list[str]:
     if cell is None:
         return ["", "", "", "", "", ""]
+    if not cell["ops"] and not cell["kernels"]:  # a time-only row (unaccounted)
+        return ["-", "", "", "", "", _time(cell)]
     return [
         ops_text(cell["ops"]),
         str(sum(cell["ops"].values())),
-        str(len(cell["kernels"])),
+        _kernel_count(cell),
         _num(cell["flops"]) if cell["flops"] else "-",
         _num(cell["bytes"], "B"),
         _time(cell),
@@ -142,8 +159,9 @@ def render_text(result: dict[str, Any], width: int = 44) -> str:
     names = result["sides"]
     marked = {(d["phase"], d["row"]) for d in result.get("differences", [])}
     lines = [result["title"], ""]
+    kinds = result.get("time_kind", {})
     for phase, table in result["tables"].items():
-        header = ["", "row"] + [f"{n}:{c}" for n in names for c in COLUMNS]
+        header = ["", "row"] + [f"{n}:{_column(c, kinds.get(n))}" for n in names for c in COLUMNS]
         rows = [header]
         for entry in table:
             mark = "*" if (phase, entry["row"]) in marked else ""
@@ -162,8 +180,9 @@ def render_markdown(result: dict[str, Any]) -> str:
     names = result["sides"]
     marked = {(d["phase"], d["row"]) for d in result.get("differences", [])}
     out = [f"# {result['title']}", ""]
+    kinds = result.get("time_kind", {})
     for phase, table in result["tables"].items():
-        head = ["row"] + [f"{n} {c}" for n in names for c in COLUMNS]
+        head = ["row"] + [f"{n} {_column(c, kinds.get(n))}" for n in names for c in COLUMNS]
         out += [f"## {phase}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for entry in table:
             mark = " (differs)" if (phase, entry["row"]) in marked else ""
@@ -195,7 +214,12 @@ def build_side(framework: str, project, config, batch_size: int, **kw) -> dict[s
     from comparisons.ir.torch_layers import torch_side
 
     return torch_side(
-        project, config, batch, inductor=kw.get("inductor", True), profile=kw.get("profile", True)
+        project,
+        config,
+        batch,
+        inductor=kw.get("inductor", True),
+        profile=kw.get("profile", True),
+        compiled_time=kw.get("torch_time") == "compiled",
     )
 
 
@@ -222,10 +246,12 @@ def _result(project_name: str, title: str, sides: dict[str, Any], **extra) -> di
                 f"{name} time: {time['source']}; rows sum {time['sum_us']:.0f} us, "
                 f"step wall {time['wall_us']:.0f} us"
             )
+    kinds = {name: side["time"]["kind"] for name, side in sides.items() if side.get("time")}
     return {
         "title": title,
         "project": project_name,
         "sides": list(sides),
+        "time_kind": kinds,
         "layers": layers,
         "tables": align(sides, layers),
         "notes": notes,
@@ -288,6 +314,7 @@ def run_diff(args) -> int:
     config = load_config(args)
     batch = getattr(args, "batch_size", None) or 8
     kw = {"profile": args.profile, "inductor": getattr(args, "inductor", True)}
+    kw["torch_time"] = getattr(args, "torch_time", "eager")
     if args.a is None and args.b is None:
         result, stem = diff_frameworks(args.project, config, batch, **kw), "ir_diff"
     else:

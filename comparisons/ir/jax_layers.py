@@ -21,13 +21,13 @@ from collections import Counter, defaultdict
 from typing import Any
 
 import jax
-import numpy as np
 from jax._src import source_info_util
 
 from comparisons.ir.graphs import hlo_instructions
 from comparisons.ir.jax_ir import _subjaxprs  # the same walk into nested jaxprs
 from comparisons.ir.jax_step import nbytes as _nbytes
 from comparisons.ir.opmap import JAX_WRAPPERS, jax_category
+from comparisons.ir.rows import UNACCOUNTED
 
 _WRAPPER = re.compile(r"^(?:jvp|transpose|vmap|remat|checkpoint)\((.*)\)$")
 _NOT_MODULES = {"while", "body", "cond", "closed_call", "core_call", "branch", "checkpoint"}
@@ -163,9 +163,20 @@ def _stack_frames(text: str) -> dict[int, str]:
 
 
 def hlo_kernels(text: str, ops: list[dict[str, Any]], root: str, layers: list[str]):
-    """Top-level instructions of the optimized HLO, each with its rows (instruction counts)."""
+    """Top-level instructions of the optimized HLO, each with its rows (instruction counts).
+
+    An instruction goes to a row by its `op_name` metadata (and source line). One without
+    usable metadata (layout copies, the weight-gradient convolutions XLA:CPU outlines, scalar
+    pieces of a fusion) is inferred: a convolution or dot by the FLOPs of the jaxpr equation
+    still unmatched in its row, anything else from the nearest attributed consumer, else
+    producer, in the operand graph (inside its fusion first, then between kernels). Those
+    rows are counted in `inferred`; what has no attributed neighbour stays `unattributed`.
+    """
+    from comparisons.ir.graphs import hlo_matmul_conv_flops
     from comparisons.ir.rows import _layer_of
 
+    # '/*index=5*/' comments inside tuple shapes would hide those instructions from the parser
+    text = re.sub(r"/\*index=\d+\*/", "", text)
     frames = _stack_frames(text)
     by_key: dict[tuple, Counter] = defaultdict(Counter)
     for op in ops:  # what the jaxpr attribution says each (phase, scope, line, op) is
@@ -187,72 +198,164 @@ def hlo_kernels(text: str, ops: list[dict[str, Any]], root: str, layers: list[st
             for comp in _CALLS.findall(inst["rest"]) if top else ():
                 owner.setdefault(comp, top)
     paths = [tuple(lay.split("/")) for lay in layers]
-    kernels: dict[str, dict[str, Any]] = {}
+
+    def direct(inst) -> tuple[str, str] | None:
+        m, fid = _META.search(inst["rest"]), _FRAME_ID.search(inst["rest"])
+        if m is None:
+            return None
+        # op_name is jit(<step>)/<name stack>/<primitive>: keep the name stack
+        stack = "/".join(m.group(1).split("/")[1:-1])
+        hint, in_model, scope = parse_stack(stack, root)
+        phase = _phase(hint, [])
+        layer = _layer_of(scope, paths) if in_model else None
+        if layer:
+            return phase, layer
+        line = frames.get(int(fid.group(1)), "") if fid else ""
+        # update and other share the unwrapped stack: the source line tells them apart
+        phases = [phase] if hint else ["update", "other"]
+        keys = [(p, in_model, scope, line) for p in phases] + [(p, in_model, scope) for p in phases]
+        key = next((k for k in keys if k in by_key), None)
+        return (key[0], by_key[key].most_common(1)[0][0]) if key else None
+
+    # ---- the instructions a kernel runs, each with its row where metadata gives it
+    tops: dict[str, dict[str, Any]] = {}  # kernel name -> {op, insts}
+    rows: dict[tuple[str, str], tuple[str, str] | None] = {}  # (computation, name) -> row
+    how: dict[tuple[str, str], str] = {}
     for inst in insts:
         top = inst["name"] if inst["computation"] == entry else owner.get(inst["computation"])
         if top is None or inst["op"] in _TRIVIAL:
             continue
-        kernel = kernels.setdefault(top, {"name": top, "op": "", "rows": Counter()})
+        kernel = tops.setdefault(top, {"op": "", "insts": []})
         if top == inst["name"]:
             kind = re.search(r"kind=(k\w+)", inst["rest"])
             kernel["op"] = inst["op"] + (f" {kind.group(1)}" if kind else "")
             if inst["op"] in ("fusion", "while", "call", "conditional"):
                 continue  # counted through the instructions it runs
-        m, fid = _META.search(inst["rest"]), _FRAME_ID.search(inst["rest"])
-        # op_name is jit(<step>)/<name stack>/<primitive>: keep the name stack
-        stack = "/".join(m.group(1).split("/")[1:-1]) if m else ""
-        hint, in_model, scope = parse_stack(stack, root)
-        phase = _phase(hint, [])
-        layer = _layer_of(scope, paths) if in_model else None
-        line = frames.get(int(fid.group(1)), "") if fid else ""
-        if layer:
-            row = (phase, layer)
-        elif m is None:
-            row = ("other", "unattributed")
-        else:  # update and other share the unwrapped stack: the source line tells them apart
-            phases = [phase] if hint else ["update", "other"]
-            keys = [(p, in_model, scope, line) for p in phases]
-            keys += [(p, in_model, scope) for p in phases]
-            key = next((k for k in keys if k in by_key), None)
-            row = (key[0], by_key[key].most_common(1)[0][0]) if key else (phase, "unattributed")
-        kernel["rows"][row] += 1
-    for kernel in kernels.values():
-        if not kernel["rows"]:
-            kernel["rows"][("other", "unattributed")] += 1
+        key = (inst["computation"], inst["name"])
+        kernel["insts"].append(key)
+        rows[key] = direct(inst)
+    # ---- convolutions and dots without metadata: the jaxpr equation of equal FLOPs left over
+    want: Counter = Counter((op["phase"], op["row"], op["flops"]) for op in ops if op["flops"])
+    flops = {o["name"]: o["flops"] for o in hlo_matmul_conv_flops(text)["ops"]}
+    for (_, name), row in rows.items():
+        if row is not None and name in flops:
+            want[(*row, flops[name])] -= 1
+    for key, row in rows.items():
+        if row is None and key[1] in flops:
+            free = [k for k, n in want.items() if n > 0 and k[2] == flops[key[1]]]
+            if len({k[:2] for k in free}) == 1:
+                rows[key], how[key] = free[0][:2], "FLOPs of a jaxpr equation"
+                want[free[0]] -= 1
+    # ---- the rest through the operand graph: inside the fusion, then between kernels
+    by_comp: dict[str, dict[str, dict]] = defaultdict(dict)
+    for inst in insts:
+        by_comp[inst["computation"]][inst["name"]] = inst
+    users: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for inst in insts:
+        for operand in inst["operands"]:
+            users[(inst["computation"], operand)].append(inst["name"])
+
+    def nearest(comp: str, name: str, known) -> tuple[tuple[str, str], str] | None:
+        """Breadth-first along users, and along operands, consumers first at each distance.
+
+        The walks do not turn (a tuple's other operands are not neighbours); `known` -> row.
+        """
+        fronts = {"consumer": [name], "producer": [name]}
+        seen = {"consumer": {name}, "producer": {name}}
+        for _ in range(40):
+            for direction, level in fronts.items():
+                nxt = []
+                for node in level:
+                    inst = by_comp[comp].get(node)
+                    if direction == "consumer":
+                        near = users[(comp, node)]
+                    else:
+                        near = inst["operands"] if inst else []
+                    for other in near:
+                        if other in seen[direction]:
+                            continue
+                        seen[direction].add(other)
+                        nxt.append(other)
+                        if (row := known(other)) is not None:
+                            return row, f"{direction} {other}"
+                fronts[direction] = nxt
+            if not any(fronts.values()):
+                return None
+        return None
+
+    for key, row in list(rows.items()):
+        if row is None and key[0] != entry:  # inside a fusion or loop body
+            found = nearest(*key, lambda n, c=key[0]: rows.get((c, n)))
+            if found is not None:
+                rows[key], how[key] = found[0], found[1]
+
+    def kernel_row(name: str) -> tuple[str, str] | None:
+        counted = Counter(rows[k] for k in tops[name]["insts"] if rows[k])
+        return counted.most_common(1)[0][0] if counted else None
+
+    top_rows = {name: kernel_row(name) for name in tops}
+    for name, kernel in tops.items():
+        found = (top_rows[name], f"kernel {name}") if top_rows[name] else None
+        found = found or nearest(entry, name, top_rows.get)
+        for key in kernel["insts"] or [(entry, name)]:
+            if rows.get(key) is None and found is not None:
+                rows[key], how[key] = found
+    kernels: dict[str, dict[str, Any]] = {}
+    for name, kernel in tops.items():
+        keys = kernel["insts"] or [(entry, name)]
+        counted = Counter(rows.get(k) or ("other", "unattributed") for k in keys)
+        inferred = Counter(rows[k] for k in keys if k in how)
+        via = {rows[k]: how[k] for k in keys if k in how}
+        kernels[name] = {
+            "name": name,
+            "op": kernel["op"],
+            "rows": counted,
+            "inferred": inferred,
+            "via": via,
+        }
     return kernels
 
 
 # ------------------------------------------------------------------------------- profile
 
 
-def _spans(runs: list[tuple[float, float]], ends: list[float]) -> list[float]:
-    """Each run's time: its event, or until its `end:` event when the thunk ran asynchronously."""
+def _spans(runs: list[tuple[float, float]], ends: list[float]) -> list[tuple[float, float]]:
+    """Each run's (start, end): its event, or until its `end:` event when the thunk ran async."""
     out, k = [], 0
     for ts, dur in sorted(runs):
         while k < len(ends) and ends[k] < ts:
             k += 1
-        out.append(max(dur, ends[k] - ts) if k < len(ends) else dur)
+        out.append((ts, ts + (max(dur, ends[k] - ts) if k < len(ends) else dur)))
         k += k < len(ends)
     return out
 
 
-def profile_kernels(step, args, steps: int = 5) -> dict[str, Any]:
-    """Microseconds per step of every top-level HLO instruction, from a jax.profiler trace."""
+def profile_kernels(step, args, kernels, steps: int = 5) -> dict[str, Any]:
+    """Wall-clock microseconds per step of each top-level HLO instruction (jax.profiler trace).
+
+    XLA:CPU runs independent thunks concurrently, so their spans overlap: every instant of
+    the trace is split equally among the `kernels` running then (rows.wall_shares), and the
+    shares add up to the time some kernel ran, at most the step's wall time. Events of
+    instructions inside a while body are left out: their while's span holds them.
+    """
+    import time
+
+    from comparisons.ir.rows import wall_shares
+
     state, *rest = args
     for _ in range(2):  # compile and warm up outside the trace
         state, _ = step(state, *rest)
     jax.block_until_ready(state)
-    folder = tempfile.mkdtemp(prefix="roadmap_ir_diff_")
-    import time
-
-    with jax.profiler.trace(folder):
-        start = time.perf_counter()
-        for _ in range(steps):
-            state, _ = step(state, *rest)
-        jax.block_until_ready(state)
-        wall = (time.perf_counter() - start) / steps
-    path = sorted(glob.glob(f"{folder}/**/*.trace.json.gz", recursive=True))[-1]
-    events = json.load(gzip.open(path))
+    with tempfile.TemporaryDirectory(prefix="roadmap_ir_diff_") as folder:
+        with jax.profiler.trace(folder):
+            start = time.perf_counter()
+            for _ in range(steps):
+                state, _ = step(state, *rest)
+            jax.block_until_ready(state)
+            wall = (time.perf_counter() - start) / steps
+        path = sorted(glob.glob(f"{folder}/**/*.trace.json.gz", recursive=True))[-1]
+        with gzip.open(path) as f:
+            events = json.load(f)
     events = events["traceEvents"] if isinstance(events, dict) else events
     starts: dict[str, list[tuple[float, float]]] = defaultdict(list)
     ends: dict[str, list[float]] = defaultdict(list)
@@ -264,11 +367,19 @@ def profile_kernels(step, args, steps: int = 5) -> dict[str, Any]:
             starts[args_["hlo_op"]].append((float(ev["ts"]), float(ev.get("dur", 0.0))))
         elif name.startswith("end: "):  # an async thunk (a convolution, a dot) completing
             ends[name[5:]].append(float(ev["ts"]) + float(ev.get("dur", 0.0)))
-    durations = {name: _spans(runs, sorted(ends.get(name, []))) for name, runs in starts.items()}
-    # The median run of each instruction times its runs per step: one descheduled run (a
-    # shared machine) does not move a row.
-    per_op = {k: float(np.median(v)) * len(v) / steps for k, v in durations.items()}
-    return {"per_op_us": per_op, "wall_us": wall * 1e6, "steps": steps}
+    spans = [
+        (name, a, b)
+        for name, runs in starts.items()
+        if name in kernels
+        for a, b in _spans(runs, sorted(ends.get(name, [])))
+    ]
+    shares = wall_shares(spans)
+    return {
+        "per_op_us": {k: v / steps for k, v in shares.items()},
+        "wall_us": wall * 1e6,
+        "steps": steps,
+        "events": len(spans),
+    }
 
 
 def jax_side(
@@ -293,17 +404,25 @@ def jax_side(
     text = step.lower(state, batch, rng).compile().as_text()
     kernels = hlo_kernels(text, ops, root, layers)
     side["kernel_rows"] = [
-        {"phase": p, "row": r, "kernel": f"{k['name']} ({k['op']})"}
+        {"phase": row[0], "row": row[1], "kernel": _kernel_label(k, row)}
+        | ({"inferred": k["via"][row]} if k["inferred"][row] == n else {})
         for k in kernels.values()
-        for (p, r) in k["rows"]
+        for row, n in k["rows"].items()
     ]
     side["notes"] = [
         "JAX kernels: top-level instructions of the optimized HLO; a fusion that holds ops of "
-        "several rows is listed in each, its time split by instruction count"
+        "several rows is listed in each, its time split by instruction count",
+        "JAX kernels without op_name metadata: inferred (a conv/dot by the FLOPs of an unmatched "
+        "jaxpr equation, else the nearest attributed consumer or producer in the HLO operand "
+        "graph), marked 'inferred' (n~ in the text); the rest stay 'unattributed'",
     ]
     if profile:
-        side["time"] = kernel_time(kernels, profile_kernels(step, (state, batch, rng), steps))
-        side["time"]["source"] = f"jax.profiler trace of {steps} compiled steps (XLA thunks)"
+        prof = profile_kernels(step, (state, batch, rng), kernels, steps)
+        side["time"] = kernel_time(kernels, prof) | {"kind": "compiled"}
+        side["time"]["source"] = (
+            f"jax.profiler trace of {steps} compiled steps: XLA thunk spans, each instant split "
+            "among the thunks running then (no overlap), mean per step"
+        )
     return side
 
 
@@ -312,20 +431,31 @@ def _root_name(state) -> str:
     return type(module).__name__ if module is not None else ""
 
 
+def _kernel_label(kernel: dict[str, Any], row: tuple[str, str]) -> str:
+    """'convolution.2 (convolution)', or '... (convolution; inferred: FLOPs ...)'."""
+    if kernel["inferred"][row] == kernel["rows"][row]:
+        return f"{kernel['name']} ({kernel['op']}; inferred: {kernel['via'][row]})"
+    return f"{kernel['name']} ({kernel['op']})"
+
+
 def kernel_time(kernels: dict[str, dict[str, Any]], prof: dict[str, Any]) -> dict[str, Any]:
-    """Per (phase, row) microseconds: each kernel's time split by its instruction counts."""
+    """Per (phase, row) microseconds: each kernel's share split by its instruction counts.
+
+    The rows add up to the time some kernel ran; the rest of the step's wall time (dispatch,
+    waits between thunks, the profiler itself) is the row `unaccounted` of phase `other`.
+    """
     rows: dict[tuple[str, str], float] = defaultdict(float)
     for name, us in prof["per_op_us"].items():
-        kernel = kernels.get(name)
-        if kernel is None:
-            continue  # an instruction inside a while body: its while's event holds its time
+        kernel = kernels[name]
         total = sum(kernel["rows"].values())
         for key, n in kernel["rows"].items():
             rows[key] += us * n / total
     counted = sum(rows.values())
+    rows[("other", UNACCOUNTED)] = max(prof["wall_us"] - counted, 0.0)
     return {
         "rows": [{"phase": p, "row": r, "us": us} for (p, r), us in sorted(rows.items())],
-        "kernel_us": {k: round(v, 2) for k, v in prof["per_op_us"].items() if k in kernels},
+        "kernel_us": {k: round(v, 2) for k, v in prof["per_op_us"].items()},
         "sum_us": counted,
         "wall_us": prof["wall_us"],
+        "events": prof["events"],
     }

@@ -11,7 +11,8 @@ from typing import Any
 
 PHASES = ("forward", "backward", "update", "other")
 INPUT_ROW = "model input"  # glue before the first layer (the MLP's flatten)
-FIXED_ROWS = ("loss", "optimizer", "other", "unattributed")
+UNACCOUNTED = "unaccounted"  # step wall time no profiled kernel/op covers (a time-only row)
+FIXED_ROWS = ("loss", "optimizer", "other", "unattributed", UNACCOUNTED)
 MATMUL = "matmul/conv"
 
 
@@ -67,3 +68,30 @@ def assign_rows(ops: list[dict[str, Any]], layers: list[str]) -> None:
             op["row"], op["attributed_by"] = fixed.get(op["phase"], "other"), "phase"
     for glue in pending:
         glue["row"], glue["attributed_by"] = INPUT_ROW, "order"
+
+
+def wall_shares(spans: list[tuple[str, float, float]]) -> dict[str, float]:
+    """Each name's share of the wall clock: every instant split equally among the spans open.
+
+    `spans` are (name, start, end) events that may overlap (threads, asynchronous thunks).
+    The shares add up to the length of the spans' union, so rows built from them never sum
+    to more than the time measured around the spans, and each instant is counted once.
+    """
+    edges = sorted(
+        [(a, 1, i) for i, (_, a, b) in enumerate(spans) if b > a]
+        + [(b, -1, i) for i, (_, a, b) in enumerate(spans) if b > a]
+    )
+    out: dict[str, float] = {name: 0.0 for name, _, _ in spans}
+    open_: set[int] = set()
+    last = None
+    for t, kind, i in edges:
+        if open_ and last is not None and t > last:
+            share = (t - last) / len(open_)
+            for j in open_:
+                out[spans[j][0]] += share
+        last = t
+        if kind > 0:
+            open_.add(i)
+        else:
+            open_.discard(i)
+    return out
