@@ -287,18 +287,25 @@ def diff_variants(project_name: str, framework: str, configs: dict, batch_size: 
 
 def variant_config(base, spec: str | None):
     """`--a`/`--b`: a run folder (its config.json), or KEY=VALUE overrides (space or ';')."""
-    from pathlib import Path
-
     from shared_data.configs.base import from_dict, override, validate
 
     if not spec:
         return base
-    path = Path(spec)
-    if (path / "config.json").is_file():
-        path = path / "config.json"
-    if path.is_file():
-        return validate(from_dict(type(base), json.loads(path.read_text())))
+    if (stored := _run_config(spec)) is not None:
+        stored.pop("framework", None)  # the runner's record of which side ran, not a field
+        stored["data_dir"] = None  # the diff reads no data; the folder may be gone
+        return validate(from_dict(type(base), stored))
     return validate(override(base, spec.replace(";", " ").split()))
+
+
+def _run_config(spec: str | None) -> dict | None:
+    """The config.json of a run folder (or the file itself) named by `spec`, else None."""
+    from pathlib import Path
+
+    path = Path(spec or "")
+    if spec and (path / "config.json").is_file():
+        path = path / "config.json"
+    return json.loads(path.read_text(encoding="utf-8")) if spec and path.is_file() else None
 
 
 def run_diff(args) -> int:
@@ -318,7 +325,10 @@ def run_diff(args) -> int:
     if args.a is None and args.b is None:
         result, stem = diff_frameworks(args.project, config, batch, **kw), "ir_diff"
     else:
-        framework = "torch" if args.framework == "torch" else "jax"
+        # --framework, else the side the run folders ran (their config.json), else JAX
+        ran = {(_run_config(s) or {}).get("framework") for s in (args.a, args.b)} - {None}
+        framework = args.framework if args.framework != "both" else next(iter(ran), "jax")
+        framework = "torch" if framework == "torch" else "jax"
         configs = {"a": variant_config(config, args.a), "b": variant_config(config, args.b)}
         result = diff_variants(args.project, framework, configs, batch, **kw)
         result["specs"] = {"a": args.a or "(config)", "b": args.b or "(config)"}
