@@ -37,7 +37,7 @@ def gather_time(x, index):
 
 
 class BiLSTM(nn.Module):
-    """Embedding, `layers` bidirectional LSTM layers, final states of both directions, Dense."""
+    """Embedding, `layers` bidirectional LSTM layers, max-pool over real positions, Dense."""
 
     vocab_size: int
     embed_dim: int = 128
@@ -61,9 +61,9 @@ class BiLSTM(nn.Module):
                 gather_time(x, reverse)
             )
             x = jnp.concatenate([forward, gather_time(backward_reversed, reverse)], axis=-1)
-        # Forward state after the last real token, backward state after the first.
-        last = gather_time(forward, (lengths - 1)[:, None])[:, 0]
-        features = jnp.concatenate([last, x[:, 0, self.hidden :]], axis=-1)
+        # Max over the real positions of both directions (final states alone learn far slower).
+        valid = jnp.arange(tokens.shape[1])[None, :, None] < lengths[:, None, None]
+        features = jnp.max(jnp.where(valid, x, -jnp.inf), axis=1)
         features = nn.Dropout(self.dropout, deterministic=not train)(features)
         return TorchDense(NUM_CLASSES, 2 * self.hidden, name="fc")(features)
 

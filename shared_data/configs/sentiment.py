@@ -50,11 +50,11 @@ class SentimentConfig(TrainConfig):
     dataset: str = field("rt-polarity", one_of(*DATASETS))
     tokenizer: str = field("bpe", one_of(*KINDS))  # byte-level BPE, or whole words
     vocab_size: int = field(8000, at_least(len(SPECIAL_TOKENS) + 1))  # ids in [0, vocab_size)
-    max_len: int = field(64, at_least(1))  # tokens kept per sentence (the rest is cut)
+    max_len: int = field(48, at_least(1))  # tokens kept per sentence (the rest is cut)
     test_fraction: float = field(0.1, between(0.01, 0.9))  # rt-polarity's held-out share
     split_seed: int = field(0, at_least(0))  # rt-polarity's split, apart from `seed`
-    embed_dim: int = field(128, at_least(1))  # token embedding width (the transformer's d_model)
-    hidden: int = field(128, at_least(1))  # LSTM state per direction; transformer MLP width
+    embed_dim: int = field(64, at_least(1))  # token embedding width (the transformer's d_model)
+    hidden: int = field(64, at_least(1))  # LSTM state per direction; transformer MLP width
     layers: int = field(1, at_least(1))  # LSTM layers (each bidirectional) or encoder blocks
     heads: int = field(4, at_least(1))  # transformer attention heads
     dropout: float = field(0.5, between(0, 0.95))  # on embeddings and before the classifier
@@ -75,10 +75,10 @@ def get_task(config: SentimentConfig) -> Task:
 
 def variants() -> dict[str, SentimentConfig]:
     """Every named config: default, sst2, embedded and smoke."""
-    base = SentimentConfig(batch_size=64, epochs=8, eval_batch_size=500, log_every=50)
+    base = SentimentConfig(batch_size=64, epochs=5, eval_batch_size=500, log_every=50)
     return {
         "default": base,
-        "sst2": dataclasses.replace(base, dataset="sst2", max_len=48, epochs=3, log_every=200),
+        "sst2": dataclasses.replace(base, dataset="sst2", epochs=3, log_every=200),
         "embedded": dataclasses.replace(
             base, dataset="embedded", vocab_size=400, batch_size=16, epochs=10, log_every=8
         ),

@@ -49,11 +49,11 @@ def single_bias_lstm(input_size: int, hidden: int) -> nn.LSTM:
 
 
 class BiLSTM(nn.Module):
-    """Embedding, `layers` bidirectional LSTM layers, final states of both directions, Linear."""
+    """Embedding, `layers` bidirectional LSTM layers, max-pool over real positions, Linear."""
 
     def __init__(self, vocab_size: int, embed_dim=128, hidden=128, layers=1, dropout=0.5):
         super().__init__()
-        self.hidden, self.layers = hidden, layers
+        self.layers = layers
         self.embed = nn.Embedding(vocab_size, embed_dim)
         for k in range(layers):
             width = embed_dim if k == 0 else 2 * hidden
@@ -72,9 +72,11 @@ class BiLSTM(nn.Module):
             forward, _ = getattr(self, f"fwd{k}")(x)
             backward_reversed, _ = getattr(self, f"bwd{k}")(gather_time(x, reverse))
             x = torch.cat([forward, gather_time(backward_reversed, reverse)], dim=-1)
-        # Forward state after the last real token, backward state after the first.
-        last = gather_time(forward, (lengths - 1)[:, None])[:, 0]
-        features = torch.cat([last, x[:, 0, self.hidden :]], dim=-1)
+        # Max over the real positions of both directions (final states alone learn far slower).
+        valid = (
+            torch.arange(tokens.shape[1], device=x.device)[None, :, None] < lengths[:, None, None]
+        )
+        features = torch.amax(torch.where(valid, x, -torch.inf), dim=1)
         return self.fc(self.drop(features))
 
 
