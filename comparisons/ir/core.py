@@ -78,6 +78,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="all",
         help="with --devices: which form to lower (default: all three)",
     )
+    parser.add_argument(
+        "--time-steps",
+        dest="time_steps",
+        type=int,
+        default=0,
+        help="with --devices: also time each form against one device (steps per round)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

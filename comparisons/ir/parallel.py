@@ -127,6 +127,56 @@ def lower_forms(project_name: str, config, devices: int, batch_size: int, forms=
     return out
 
 
+def time_forms(
+    project_name: str, config, devices: int, batch_size: int, forms=FORMS, steps: int = 20
+) -> dict[str, dict[str, float]]:
+    """Median seconds per train step: one device (plain jit) and each form over `devices`.
+
+    Rounds alternate between the variants (1 device, then each form, `steps` steps each,
+    five rounds) so that a busy machine slows them alike; compilation is excluded. Each step
+    is waited for before the next (with several in flight, XLA:CPU's in-process all-reduce,
+    which blocks a worker thread of the 2-thread pool while it waits for the other device,
+    deadlocked here once).
+    """
+    import statistics
+    import time
+
+    import jax
+
+    from comparisons.registry import get_project
+    from jaxpath.common.loop import step_rng
+    from jaxpath.common.parallel import DataParallel
+
+    project = get_project(project_name)
+    module = project.module("jax")
+    state = module.create_state(config, steps_per_epoch=1)
+    batch = project.example_batch(batch_size, config=config)
+    single = jax.devices()[0]
+    variants = {"1 device": (module.train_step, jax.device_put(state, single))}
+    batches = {"1 device": jax.device_put(batch, single)}
+    for form in forms:
+        data = DataParallel(form, devices)
+        variants[form] = (data.train_step(module.train_step), data.replicate(state))
+        batches[form] = data.to_device(batch)
+    rng = step_rng(config.seed, 0)
+    for name, (step, start) in variants.items():  # compile
+        jax.block_until_ready(step(start, batches[name], rng))
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(5):
+        for name, (step, current) in variants.items():
+            begin = time.perf_counter()
+            for _ in range(steps):  # one step in flight: XLA:CPU's collectives block pool
+                current, metrics = step(current, batches[name], rng)  # threads
+                jax.block_until_ready((current, metrics))
+            samples[name].append((time.perf_counter() - begin) / steps)
+            variants[name] = (step, current)
+    out = {}
+    for name, values in samples.items():
+        median = statistics.median(values)
+        out[name] = {"step_ms": 1000 * median, "examples_per_s": batch_size / median}
+    return out
+
+
 def render_markdown(summary: dict) -> str:
     """The collectives of each form as tables, and what differs between the lowerings."""
     params = summary["params"]
@@ -198,7 +248,25 @@ def run_parallel(args) -> int:
     forms = FORMS if args.parallel == "all" else (args.parallel,)
     out_dir = Path(args.workdir) / args.project / "ir" / "parallel"
     batch_size = getattr(args, "batch_size", None) or 8 * args.devices
-    summary = parallel_ir(args.project, load_config(args), out_dir, args.devices, batch_size, forms)
+    config = load_config(args)
+    summary = parallel_ir(args.project, config, out_dir, args.devices, batch_size, forms)
     print(render_markdown(summary))
+    if getattr(args, "time_steps", 0):
+        times = time_forms(args.project, config, args.devices, batch_size, forms, args.time_steps)
+        base = times["1 device"]["examples_per_s"]
+        lines = [
+            f"Train step, batch {batch_size}, median of 5 alternating rounds of "
+            f"{args.time_steps} steps:",
+            "",
+            "| | ms/step | examples/s | vs 1 device |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, row in times.items():
+            lines.append(
+                f"| {name} | {row['step_ms']:.2f} | {row['examples_per_s']:,.0f} | "
+                f"{row['examples_per_s'] / base:.2f}x |"
+            )
+        print("\n".join(lines))
+        write_json(out_dir / "times.json", {"batch_size": batch_size, "times": times})
     print(f"wrote {out_dir}: parallel.md, parallel.json, <form>.stablehlo.txt and .hlo.txt")
     return 0

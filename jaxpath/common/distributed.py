@@ -94,13 +94,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# XLA:CPU aborts the process when a device waits 40 s for its peers in a collective; on a
+# busy shared machine a peer can be that late. A flag the user set is kept.
+COLLECTIVE_WAIT_FLAGS = ("--xla_cpu_collective_call_terminate_timeout_seconds=900",)
+
+
 def with_host_devices(xla_flags: str | None, count: int) -> str:
-    """`xla_flags` asking XLA:CPU for `count` host devices (a flag already there stays put)."""
+    """`xla_flags` asking XLA:CPU for `count` host devices (flags already there stay put)."""
     flags, name = (xla_flags or "").split(), "--xla_force_host_platform_device_count"
     wanted = f"{name}={count}"
-    if wanted in flags:
-        return " ".join(flags)
-    return " ".join([f for f in flags if not f.startswith(name)] + [wanted])
+    if wanted not in flags:
+        flags = [f for f in flags if not f.startswith(name)] + [wanted]
+    names = {f.split("=", 1)[0] for f in flags}
+    flags += [f for f in COLLECTIVE_WAIT_FLAGS if f.split("=", 1)[0] not in names]
+    return " ".join(flags)
 
 
 def process_environ(
