@@ -278,3 +278,54 @@ def test_each_form_all_reduces_the_gradients_in_its_optimized_hlo():
     assert result["forms"]["shard_map"]["stablehlo_collectives"] >= len(result["param_sizes"])
     assert result["forms"]["pmap"]["stablehlo_collectives"] >= len(result["param_sizes"])
     assert result["forms"]["sharding"]["stablehlo_collectives"] == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings and errors (in this process: no second device needed).
+
+
+def test_setting_from_env_and_the_mesh_errors(monkeypatch):
+    from jaxpath.common.parallel import DataParallel, data_mesh, setting_from_env
+
+    monkeypatch.delenv("ROADMAP_JAX_PARALLEL", raising=False)
+    monkeypatch.delenv("ROADMAP_JAX_DEVICES", raising=False)
+    assert setting_from_env(None, None) == (None, None)
+    assert setting_from_env(None, 2) == ("sharding", 2)  # a count alone means jit+sharding
+    monkeypatch.setenv("ROADMAP_JAX_PARALLEL", "pmap")
+    monkeypatch.setenv("ROADMAP_JAX_DEVICES", "4")
+    assert setting_from_env(None, None) == ("pmap", 4)
+    assert setting_from_env("shard_map", 2) == ("shard_map", 2)  # arguments win
+    with pytest.raises(ValueError, match="must be one of"):
+        setting_from_env("dp", None)
+    monkeypatch.setenv("ROADMAP_JAX_DEVICES", "two")
+    with pytest.raises(ValueError, match="ROADMAP_JAX_DEVICES must be an integer"):
+        setting_from_env(None, None)
+    import jax
+
+    with pytest.raises(ValueError, match="xla_force_host_platform_device_count"):
+        data_mesh(len(jax.devices()) + 1)
+    with pytest.raises(ValueError, match="field 'batch_size'"):
+        DataParallel("sharding", 1).check_batch_size(0)
+
+
+def test_cli_device_flags_set_the_environment_before_jax(monkeypatch):
+    from argparse import Namespace
+
+    from comparisons.runs import set_jax_devices
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8 --other=1")
+    for name in ("ROADMAP_JAX_DEVICES", "ROADMAP_JAX_PARALLEL"):  # restored after the test
+        monkeypatch.setenv(name, "")
+    args = Namespace(framework="jax", devices=4, processes=2, parallel="pmap")
+    set_jax_devices(args)
+    flags = os.environ["XLA_FLAGS"].split()
+    assert "--xla_force_host_platform_device_count=2" in flags and "--other=1" in flags
+    assert "--xla_force_host_platform_device_count=8" not in flags
+    assert (os.environ["ROADMAP_JAX_DEVICES"], os.environ["ROADMAP_JAX_PARALLEL"]) == ("4", "pmap")
+    before = os.environ["XLA_FLAGS"]
+    set_jax_devices(args)  # the re-executed process: unchanged, so no second re-exec
+    assert os.environ["XLA_FLAGS"] == before
+    with pytest.raises(SystemExit, match="multiple of --processes 2"):
+        set_jax_devices(Namespace(framework="jax", devices=3, processes=2, parallel="sharding"))
+    with pytest.raises(SystemExit, match="--nproc"):
+        set_jax_devices(Namespace(framework="torch", devices=2, processes=1, parallel="sharding"))
