@@ -140,12 +140,13 @@ def test_scaling_bench_runs_each_framework_on_its_workers(tmp_path):
     assert scaling.worker_command(args, "jax", 2, "w2")[-2:] == ["--devices", "2"]
     assert "--nproc" not in scaling.worker_command(args, "torch", 1, "w1")
     rows = [
-        {"framework": "torch", "workers": 1, "threads_per_worker": 2, "examples_per_s": 100.0,
-         "speedup": 1.0, "steps": 5},
+        {"framework": "torch", "workers": 1, "threads_per_worker": 1, "examples_per_s": 100.0,
+         "examples_per_s_all": [90.0, 100.0, 120.0], "speedup": 1.0, "efficiency": 1.0},
         {"framework": "torch", "workers": 2, "error": "boom"},
     ]  # fmt: skip
     table = scaling.to_markdown(rows)
-    assert "| torch | 1 | 2 | 100 | 1.00x | 5 |" in table and "error: boom" in table
+    assert "| torch | 1 | 1 | 100 | 90, 100, 120 | 1.00x | 1.00 |" in table
+    assert "error: boom" in table
 
 
 if __name__ == "__main__":  # one rank of a torchrun launch: PROJECT WORKDIR RESUME KEY=VALUE...
