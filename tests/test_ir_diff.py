@@ -61,6 +61,20 @@ def test_assign_rows_layers_glue_and_backward_by_line():
                     "after conv2", "after conv2", "conv2", "optimizer", "other"]  # fmt: skip
 
 
+def test_assign_rows_recomputed_forward_op_in_the_backward_goes_to_its_layer():
+    ops = [
+        {"phase": "forward", "scope": ["fc21"], "line": "m.py:33", "in_model": True},
+        {"phase": "backward", "scope": [], "line": "m.py:33", "in_model": False},  # recomputed
+        {"phase": "backward", "scope": [], "line": "t.py:9", "in_model": False},  # the loss's
+    ]
+    assign_rows(ops, ["fc21"])
+    assert [(o["row"], o["attributed_by"]) for o in ops] == [
+        ("fc21", "module"),
+        ("fc21", "source line"),
+        ("loss", "phase"),
+    ]
+
+
 def test_every_layer_on_both_sides_and_flops_agree(cnn):
     assert cnn["layers"] == ["conv1", "conv2", "fc1", "fc2"]
     for side in ("jax", "torch"):

@@ -282,6 +282,14 @@ def diff_variants(project_name: str, framework: str, configs: dict, batch_size: 
     title = f"ir diff: {project_name}, {framework}, a vs b, batch {batch_size}"
     result = _result(project_name, title, sides, kind="variants", framework=framework)
     result["differences"] = differences(result["tables"])
+    a, b = (vars(c) if hasattr(c, "__dict__") else {} for c in configs.values())
+    fields = sorted(k for k in a if a.get(k) != b.get(k))
+    result["config_differences"] = fields
+    if fields and not result["differences"]:
+        why = "the traced step reads none of them as structure (values such as lr are data)"
+        if "style" in fields:  # JaxDump traces the project's train_step, the Linen one
+            why += "; style=nnx is not traced: the diff traces jaxpath/<project>/train.py"
+        result["notes"].append(f"the configs differ in {', '.join(fields)}; {why}")
     return result
 
 
@@ -343,6 +351,8 @@ def run_diff(args) -> int:
     if result["kind"] == "variants":
         changed = result["differences"]
         print(f"{len(changed)} row(s) differ" if changed else "no differences (time aside)")
+        if result["config_differences"] and not changed:
+            print(result["notes"][-1])
     elif result["flops_mismatch"]:
         print("matmul/conv FLOPs differ in: " + ", ".join(result["flops_mismatch"]))
     print(f"wrote {out}/{stem}.txt, .md and .json")

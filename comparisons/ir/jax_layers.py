@@ -134,7 +134,16 @@ def layer_names(params) -> list[str]:
 
 _META = re.compile(r'op_name="([^"]*)"')
 _FRAME_ID = re.compile(r"stack_frame_id=(\d+)")
-_CALLS = re.compile(r"(?:calls|body|condition|to_apply|branch_computations)=\{?%?([\w.\-]+)")
+_CALLS = re.compile(r"(?:calls|body|condition|to_apply)=%?([\w.\-]+)")
+_BRANCHES = re.compile(r"branch_computations=\{([^}]*)\}")
+
+
+def _called(rest: str) -> list[str]:
+    """Computations an instruction runs: calls=, body=, condition=, to_apply=, every branch."""
+    branches = [b.strip().lstrip("%") for m in _BRANCHES.findall(rest) for b in m.split(",")]
+    return _CALLS.findall(rest) + branches
+
+
 _TRIVIAL = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast"}
 
 
@@ -190,12 +199,12 @@ def hlo_kernels(text: str, ops: list[dict[str, Any]], root: str, layers: list[st
     owner: dict[str, str] = {}  # computation -> top-level instruction that runs it
     for inst in insts:
         if inst["computation"] == entry:
-            for comp in _CALLS.findall(inst["rest"]):
+            for comp in _called(inst["rest"]):
                 owner[comp] = inst["name"]
     for _ in range(4):  # nested: a while body calling fusions
         for inst in insts:
             top = owner.get(inst["computation"])
-            for comp in _CALLS.findall(inst["rest"]) if top else ():
+            for comp in _called(inst["rest"]) if top else ():
                 owner.setdefault(comp, top)
     paths = [tuple(lay.split("/")) for lay in layers]
 
@@ -230,6 +239,7 @@ def hlo_kernels(text: str, ops: list[dict[str, Any]], root: str, layers: list[st
             kind = re.search(r"kind=(k\w+)", inst["rest"])
             kernel["op"] = inst["op"] + (f" {kind.group(1)}" if kind else "")
             if inst["op"] in ("fusion", "while", "call", "conditional"):
+                kernel["own"] = direct(inst)  # its metadata, if none of its instructions has any
                 continue  # counted through the instructions it runs
         key = (inst["computation"], inst["name"])
         kernel["insts"].append(key)
@@ -291,7 +301,7 @@ def hlo_kernels(text: str, ops: list[dict[str, Any]], root: str, layers: list[st
 
     def kernel_row(name: str) -> tuple[str, str] | None:
         counted = Counter(rows[k] for k in tops[name]["insts"] if rows[k])
-        return counted.most_common(1)[0][0] if counted else None
+        return counted.most_common(1)[0][0] if counted else tops[name].get("own")
 
     top_rows = {name: kernel_row(name) for name in tops}
     for name, kernel in tops.items():

@@ -25,13 +25,16 @@ def _layer_of(scope: tuple[str, ...], layers: list[tuple[str, ...]]) -> str | No
 def assign_rows(ops: list[dict[str, Any]], layers: list[str]) -> None:
     """Give every op record a `row` and an `attributed_by`, in place (each op exactly one row).
 
-    Layer ops go by module scope. Glue ops in the forward go to `after <the last layer run>`;
+    Layer ops go by module scope; a backward op with no scope but a layer's forward source
+    line (a forward op recomputed in the backward) goes to that layer.
+    Glue ops in the forward go to `after <the last layer run>`;
     in the backward by source line (the forward glue op of the same line) or, failing that,
     by program order (`after <the next layer whose backward runs>`: autodiff runs the
     backward in reverse). Ops outside the model: loss (forward/backward), optimizer, other.
     """
     paths = [tuple(lay.split("/")) for lay in layers]
     glue_line: dict[str, str] = {}
+    layer_line: dict[str, str] = {}  # source line of a layer's forward op -> the layer
     last = None
     for op in ops:
         if op["phase"] != "forward" or "row" in op:  # a side may preset a row (param.grad)
@@ -39,6 +42,8 @@ def assign_rows(ops: list[dict[str, Any]], layers: list[str]) -> None:
         layer = _layer_of(tuple(op["scope"]), paths) if op["in_model"] else None
         if layer:
             op["row"], op["attributed_by"], last = layer, "module", layer
+            if op.get("line"):
+                layer_line.setdefault(op["line"], layer)
         elif op["in_model"] and op.get("line") in glue_line and last == layers[-1]:
             # after the last layer: a mask the partitioner moved to the forward's end
             op["row"], op["attributed_by"] = glue_line[op["line"]], "source line"
@@ -61,6 +66,9 @@ def assign_rows(ops: list[dict[str, Any]], layers: list[str]) -> None:
                 op["row"], op["attributed_by"] = glue_line[op["line"]], "source line"
             else:
                 pending.append(op)
+        elif op["phase"] == "backward" and op.get("line") in layer_line:
+            # a forward op the partitioner recomputes in the backward, its module stack lost
+            op["row"], op["attributed_by"] = layer_line[op["line"]], "source line"
         elif op["in_model"] and layer:  # model code outside forward/backward (rare)
             op["row"], op["attributed_by"] = layer, "module"
         else:

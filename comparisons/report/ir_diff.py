@@ -16,7 +16,9 @@ def _ops_list(cell: dict[str, Any] | None) -> str:
         return '<p class="muted">no ops</p>'
     ops = ", ".join(f"{esc(op)}{f' x{n}' if n > 1 else ''}" for op, n in cell["ops"].items())
     kernels = "".join(f"<li><code>{esc(k)}</code></li>" for k in cell.get("kernels") or [])
-    return f"<p>{ops or '-'}</p>" + (f"<ul>{kernels}</ul>" if kernels else "")
+    inferred = cell.get("inferred_kernels") or 0
+    note = f'<p class="muted">{inferred} kernel(s) placed by inference</p>' if inferred else ""
+    return f"<p>{ops or '-'}</p>" + (f"<ul>{kernels}</ul>" if kernels else "") + note
 
 
 def _row_cell(row: str, entry: dict[str, Any], sides: list[str]) -> Html:
@@ -44,8 +46,11 @@ def ir_diff_section(page, name: str, path) -> Html:
     if gaps:
         parts.append(page.note(f"matmul/conv FLOPs differ in: {', '.join(gaps)}"))
     headers: list[Any] = ["layer (expand: ops and kernels)"]
+    kinds = data.get("time_kind") or {}  # which step each side's time is from
     for label, _ in (("ops", "n"), ("FLOPs", "flops"), ("bytes", "bytes"), ("time us", "time_us")):
-        headers += [Html(f"{fw_badge(s)} {esc(label)}") for s in sides]
+        for s in sides:
+            kind = f" ({kinds[s]})" if label == "time us" and kinds.get(s) else ""
+            headers.append(Html(f"{fw_badge(s)} {esc(label + kind)}"))
     for phase, rows in (data.get("tables") or {}).items():
         body = []
         for entry in rows:
