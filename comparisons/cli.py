@@ -47,6 +47,11 @@ def _add_common(
         parser.add_argument(
             "--precision", help="fp32, or bf16: bf16 compute with fp32 weights (cifar10)"
         )
+        parser.add_argument(
+            "--weights",
+            help="pretrained weights (transfer): imagenet, a torchvision weights name, "
+            "a .pth state dict or a run folder (comparisons/pretrained.py)",
+        )
         parser.add_argument("--device", default="cpu", help="cpu, cuda or gpu")
     if training:
         parser.add_argument("--epochs", type=int)
@@ -98,6 +103,29 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue the run (--run-id, default the newest) from its checkpoint",
     )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="torch: train data-parallel in N processes (DDP), launched by torchrun",
+    )
+    p.add_argument(
+        "--devices",
+        type=int,
+        help="jax: train data-parallel over N devices (CPU: N host devices, XLA_FLAGS)",
+    )
+    p.add_argument(
+        "--parallel",
+        choices=("pmap", "sharding", "shard_map"),
+        default="sharding",
+        help="jax --devices: the form of data parallelism (docs/SCALING.md)",
+    )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="jax --devices: split the devices over N local processes (jax.distributed)",
+    )
     p.set_defaults(func=lambda a: importlib.import_module("comparisons.runs").run_command(a))
     p = sub.add_parser("compare", help="both frameworks from the same weights and batches")
     _add_common(p, training=True)
@@ -137,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     from_console = argv is None
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = list(argv)  # `roadmap run --nproc N` relaunches the same command
+    if args.command in ("run", "ir") and getattr(args, "devices", None) is not None:
+        # XLA:CPU's device count is read when JAX starts: set it now (before any re-exec).
+        module = "comparisons.runs" if args.command == "run" else "comparisons.ir.parallel"
+        importlib.import_module(module).set_jax_devices(args)
     if from_console:  # never replace a host process (pytest, a notebook) calling main(argv)
         from comparisons.runtime import ensure_runtime
 

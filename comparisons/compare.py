@@ -16,7 +16,7 @@ from comparisons.env import pin_cpu_fp32, run_versions
 from comparisons.options import load_config
 from comparisons.parity import make_pair, predict_diff
 from comparisons.registry import FRAMEWORK_LABELS, get_project
-from comparisons.runs import new_run_id, run_dir
+from comparisons.runfolders import new_run_id, run_dir
 from shared_data.configs.base import ConfigError, to_dict
 from shared_data.runlog import atomic_write_text, write_json
 

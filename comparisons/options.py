@@ -23,6 +23,7 @@ CONFIG_FLAGS = (
     "dataset",
     "schedule",
     "precision",
+    "weights",
 )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from comparisons.env import pin_fp32
+from comparisons.pretrained import apply_pretrained, has_pretrained, source_state_dict
 from comparisons.weights import torch_to_flax
 
 
@@ -60,6 +61,9 @@ def make_pair(project, config, steps_per_epoch: int = 10) -> Pair:
     pin_fp32()  # also when called as a library function, not from the CLI or the tests
     jax_train, torch_train = project.module("jax"), project.module("torch")
     torch_state = torch_train.create_state(config, steps_per_epoch)
+    if has_pretrained(config):  # --weights: loaded into torch's seeded model, then ported
+        source, _ = source_state_dict(project, config)
+        apply_pretrained(torch_state.model, source, getattr(config, "reinit", ""))
     template = jax_variables(jax_train.create_state(config, steps_per_epoch))
     variables = torch_as_flax(torch_state, template)
     jax_state = jax_train.create_state(config, steps_per_epoch, variables)

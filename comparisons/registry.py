@@ -209,3 +209,42 @@ register(
         },
     )
 )
+
+
+def _transfer_inputs(config) -> dict[str, InputSpec]:
+    from shared_data.configs.transfer import IMAGENET_MEAN, IMAGENET_STD
+
+    size = config.image_size
+    return {
+        "image": InputSpec((size, size, 3), "float32", mean=IMAGENET_MEAN, std=IMAGENET_STD),
+        "label": InputSpec((), "int32", num_classes=config.num_classes),
+    }
+
+
+register(
+    Project(
+        name="transfer",
+        dataset="cifar10 classes (few-shot), an image folder of your own, or shapes (embedded)",
+        description="transfer learning from torchvision's ResNet-18/34/50 (and a Flax twin "
+        "computing its exact function): pretrained weights ported to both, linear probe, "
+        "fine-tune with discriminative learning rates, against training from scratch",
+        inputs=_transfer_inputs,
+    )
+)
+
+
+register(
+    Project(
+        name="sentiment",
+        dataset="rt-polarity (90/10 split), SST-2 (GLUE) or embedded sentences",
+        description="a masked bidirectional LSTM and a small transformer encoder over BPE "
+        "tokens (Hugging Face tokenizers, learned per run); padding never changes a logit",
+        model_inputs=("tokens", "mask"),
+        inputs=lambda config: {
+            "tokens": InputSpec((config.max_len,), "int32", num_classes=config.vocab_size),
+            "mask": InputSpec((config.max_len,), "float32", kind="binary"),
+            "label": InputSpec((), "int32", num_classes=2),
+        },
+        parity_overrides={"dropout": 0.0},
+    )
+)

@@ -2,78 +2,28 @@
 
 from __future__ import annotations
 
-import json
-import time
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from comparisons.env import pin_cpu_fp32
 from comparisons.options import load_config
+from comparisons.parity import make_pair
+from comparisons.pretrained import has_pretrained
 from comparisons.registry import FRAMEWORK_LABELS, get_project, list_projects
-from shared_data.configs.base import ConfigError
+from comparisons.runfolders import new_run_id, newest_run_id, run_dir
+from jaxpath.common.distributed import (
+    COORDINATOR_ENV,
+    DEVICES_ENV,
+    FORM_ENV,
+    PROCESS_ID_ENV,
+    initialize_from_env,
+    launch_local,
+    with_host_devices,
+)
 from shared_data.datasets import describe_sources
-from shared_data.runlog import CONFIG_FILE
-
-
-def run_dir(workdir: str | Path, project: str, framework: str, run_id: str) -> Path:
-    """runs/<project>/<framework>/<run-id>/ (DESIGN.md's layout)."""
-    return Path(workdir) / project / framework / run_id
-
-
-def new_run_id() -> str:
-    """A sortable timestamp naming a new run."""
-    return time.strftime("%Y%m%d-%H%M%S")
-
-
-def newest_run_id(workdir: str | Path, project: str, framework: str) -> str | None:
-    """The most recently modified run of this project and framework, or None."""
-    root = Path(workdir) / project / framework
-    runs = [p for p in root.iterdir() if p.is_dir()] if root.exists() else []
-    return max(runs, key=lambda p: p.stat().st_mtime).name if runs else None
-
-
-def resolve_run(
-    workdir: str | Path, project: str, framework: str, run_id: str | None = None
-) -> Path:
-    """The folder of run `run_id` (default: the newest) of `project` in `framework`."""
-    run_id = run_id or newest_run_id(workdir, project, framework)
-    path = run_dir(workdir, project, framework, run_id) if run_id else None
-    if path is None or not (path / CONFIG_FILE).is_file():
-        where = path or Path(workdir) / project / framework
-        raise ConfigError(
-            f"no finished run at {where}; train one first: "
-            f"roadmap run {project} --framework {framework}"
-        )
-    return path
-
-
-def load_trained(project, framework: str, path: str | Path) -> tuple[Any, Any, int]:
-    """(config, state, step) of a run folder: its config and newest readable checkpoint.
-
-    Weights come only from the run's own checkpoint files (torch.load(weights_only=True),
-    Orbax); nothing is unpickled from anywhere else.
-    """
-    import importlib
-
-    from comparisons.registry import FRAMEWORKS
-    from shared_data.configs.base import from_dict
-    from shared_data.training import restore_readable
-
-    path = Path(path)
-    stored = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-    stored.pop("framework", None)
-    stored["data_dir"] = None  # inference reads no data; the folder may be gone
-    config = from_dict(type(project.config()), stored)
-    state = project.module(framework).create_state(config, 1)
-    fw = importlib.import_module(f"{FRAMEWORKS[framework]}.common.loop").FRAMEWORK
-    checkpointer = fw.checkpointer(path / "checkpoints")
-    try:
-        if not checkpointer.steps():
-            raise ConfigError(f"{path / 'checkpoints'} holds no checkpoint; train the run first")
-        state, _, step = restore_readable(fw, checkpointer, state, set_aside=False)  # read-only
-    finally:
-        checkpointer.close()
-    return config, state, step
 
 
 def format_history(summary: dict[str, Any]) -> str:
@@ -99,6 +49,9 @@ def format_history(summary: dict[str, Any]) -> str:
 
 def run_command(args) -> int:
     """Train and evaluate one project in one framework (`roadmap run`)."""
+    # One of `roadmap run --processes N`'s processes: only process 0 reports.
+    quiet = initialize_from_env() and os.environ[PROCESS_ID_ENV] != "0"
+    args.progress = args.progress and not quiet
     if args.device != "cpu":
         print("roadmap run: training runs on the CPU here; use `roadmap bench --device` for GPUs")
         return 2
@@ -116,15 +69,100 @@ def run_command(args) -> int:
             return 2
     run_id = run_id or new_run_id()
     path = run_dir(args.workdir, project.name, args.framework, run_id)
+    if getattr(args, "nproc", 1) != 1:
+        return launch_torchrun(args, run_id)
+    if getattr(args, "processes", 1) != 1 and COORDINATOR_ENV not in os.environ:
+        return launch_jax_processes(args, run_id)
     label = FRAMEWORK_LABELS[args.framework]
     if getattr(config, "style", "linen") == "nnx":  # mnist's Flax NNX step (docs/STYLES.md)
         label = "JAX (Flax NNX, nnx.jit)"
-    print(f"{label}: {project.name} -> {path}")
+    if not quiet:
+        print(f"{label}: {project.name} -> {path}")
     summary = project.module(args.framework).train_and_evaluate(
-        config, path, resume=args.resume, progress=args.progress
+        config,
+        path,
+        init_weights=None if args.resume else pretrained_init(project, config, args.framework),
+        resume=args.resume,
+        progress=args.progress,
     )
-    print(format_history(summary))
+    if not quiet:
+        print(format_history(summary))
     return 0
+
+
+def launch_torchrun(args, run_id: str) -> int:
+    """`roadmap run` again in `args.nproc` processes under torchrun: one DDP run, one folder.
+
+    Each process runs the same command (torchpath/common/distributed.py); the run id is fixed
+    here so that every rank names the same folder. torchrun shows rank 0's output.
+    """
+    if args.framework != "torch" or args.nproc < 1:
+        print(
+            "roadmap run: --nproc N (N >= 1) launches torch processes under torchrun; "
+            f"got --nproc {args.nproc} --framework {args.framework} (JAX: --devices)"
+        )
+        return 2
+    argv, skip = [], False
+    for arg in args.argv:  # the same command, less --nproc
+        if not skip and not arg.startswith("--nproc"):
+            argv.append(arg)
+        skip = arg == "--nproc"
+    if args.run_id is None:
+        argv += ["--run-id", run_id]
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc-per-node={args.nproc}", "--local-ranks-filter=0",
+        "-m", "comparisons.cli", *argv,
+    ]  # fmt: skip
+    print(f"torchrun: {' '.join(command[1:])}", flush=True)
+    return subprocess.call(command)
+
+
+def set_jax_devices(args) -> None:
+    """`--devices N [--parallel F] [--processes P]`: the environment JAX reads at start.
+
+    XLA:CPU makes N/P host devices per process only if told before JAX starts; loop.fit then
+    trains every project data-parallel in form F over the N devices.
+    """
+    if args.framework != "jax":
+        raise SystemExit("roadmap run: --devices is JAX's; torch runs data-parallel with --nproc")
+    processes = args.processes
+    if args.devices < 1 or processes < 1 or args.devices % processes:
+        raise SystemExit(
+            f"roadmap run: --devices {args.devices} must be a positive multiple of "
+            f"--processes {processes}"
+        )
+    flags = with_host_devices(os.environ.get("XLA_FLAGS"), args.devices // processes)
+    os.environ.update({"XLA_FLAGS": flags, DEVICES_ENV: str(args.devices), FORM_ENV: args.parallel})
+
+
+def launch_jax_processes(args, run_id: str) -> int:
+    """`roadmap run` again in `args.processes` local processes: one jax.distributed run.
+
+    The processes meet over loopback (jaxpath/common/distributed.py); the run id is fixed here
+    so that every process names the same folder. Process 0 shows its progress.
+    """
+    if args.framework != "jax" or args.devices is None:
+        print("roadmap run: --processes N goes with --framework jax --devices M (torch: --nproc)")
+        return 2
+    argv = list(args.argv)  # the same command: each process sees it is one ($ROADMAP_JAX_*)
+    if args.run_id is None:
+        argv += ["--run-id", run_id]
+    print(f"jax.distributed: {args.processes} processes of roadmap {' '.join(argv)}", flush=True)
+    per_process = args.devices // args.processes
+    results = launch_local(["-m", "comparisons.cli", *argv], args.processes, per_process)
+    return next((done.returncode for done in results if done.returncode), 0)
+
+
+def pretrained_init(project, config, framework: str) -> Any:
+    """A run's initial weights from `config.weights` (comparisons/pretrained.py), else None.
+
+    Torch's seeded model with the weights loaded is the reference; the JAX run gets it
+    ported, so a run in either framework starts from the same function.
+    """
+    if not has_pretrained(config):
+        return None
+    return make_pair(project, config, steps_per_epoch=1).weights[framework]
 
 
 def list_command(args) -> int:

@@ -22,7 +22,7 @@ from comparisons.export import (
 )
 from comparisons.export.core import TOLERANCE, sha256_arrays
 from comparisons.registry import get_project, list_projects
-from comparisons.runs import load_trained
+from comparisons.runfolders import load_trained
 from shared_data.configs.base import ConfigError, override
 
 PRIMARY = {"torch": "torch.export", "jax": "jax.export"}

@@ -7,7 +7,7 @@ import importlib
 import pytest
 
 from comparisons.registry import FRAMEWORKS, get_project
-from comparisons.runs import load_trained, resolve_run
+from comparisons.runfolders import load_trained, resolve_run
 from shared_data.configs.base import ConfigError
 from shared_data.datasets import load_for_config
 from shared_data.training import evaluate

@@ -21,7 +21,7 @@ from PIL import Image
 from comparisons.cli import main
 from comparisons.loadtest import check_local, load_test
 from comparisons.registry import FRAMEWORKS, get_project, list_projects
-from comparisons.runs import load_trained
+from comparisons.runfolders import load_trained
 from comparisons.serve import Settings, create_app, load_backend
 from comparisons.serve.inputs import image_input
 from shared_data.batches import to_float_nhwc

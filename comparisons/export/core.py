@@ -24,7 +24,7 @@ import numpy as np
 
 from comparisons.env import pin_cpu_fp32, versions
 from comparisons.registry import get_project
-from comparisons.runs import load_trained, resolve_run
+from comparisons.runfolders import load_trained, resolve_run
 from shared_data.configs.base import ConfigError
 from shared_data.runlog import CONFIG_FILE, write_json
 

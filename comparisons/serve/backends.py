@@ -3,7 +3,7 @@
 Each backend turns a numpy batch of the project's model inputs (NHWC images, as the data
 layer yields them) into a numpy array of outputs, and describes itself for GET /metadata.
 Weights come only from the run's own files: its checkpoint (Orbax, or
-`torch.load(weights_only=True)`) through `comparisons.runs.load_trained`, or the artifact
+`torch.load(weights_only=True)`) through `comparisons.runfolders.load_trained`, or the artifact
 that `roadmap export` wrote and verified. Nothing here names a project.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from comparisons.registry import InputSpec, Project
-from comparisons.runs import load_trained, resolve_run
+from comparisons.runfolders import load_trained, resolve_run
 
 BACKENDS = ("jax", "torch", "onnx")
 Batch = dict[str, np.ndarray]
