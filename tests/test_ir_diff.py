@@ -270,3 +270,15 @@ def test_run_folder_specs(tmp_path, capsys):
     assert "no differences" in capsys.readouterr().out
     saved = (tmp_path / "mnist" / "ir" / "ir_diff_torch_variants.json").read_text()
     assert str(folder) in saved  # the specs are recorded
+
+
+@pytest.mark.slow
+def test_torch_compiled_time_kernel_by_kernel():
+    """--torch-time compiled: Inductor's kernels built with profiler ranges, matched to rows."""
+    side = build_side("torch", get_project("mnist"), _config("mnist"), 2, torch_time="compiled")
+    time = side["time"]
+    assert time["kind"] == "compiled" and time["recompiled_frames"] == 0
+    assert time["graph_calls"] and time["unmatched_graph_calls"] == 0
+    _time_invariants(time)
+    rows = {(r["phase"], r["row"]) for r in time["rows"] if r["us"] > 0}
+    assert {("forward", "conv2"), ("backward", "conv2"), ("update", "optimizer")} <= rows
