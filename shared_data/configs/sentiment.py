@@ -9,11 +9,14 @@ Variants (`get_config(variant)`):
 
 * ``default`` -- rt-polarity (Pang & Lee's 10,662 sentences) on a stated 90/10 split drawn
   from `split_seed` 0 (9,596 train / 1,066 test; shared_data/text/sentiment.py):
-  ``roadmap compare sentiment --data-dir ../shared/data [--model transformer]``.
-  Results, times and commands: docs/RESULTS.md, section "Sentiment".
+  ``roadmap run sentiment --framework torch|jax --data-dir ../shared/data``: BiLSTM test
+  accuracy 77.7% (torch) / 77.8% (JAX) after 8 epochs, 5 min a run on 2 busy CPU cores;
+  the transformer (``--model transformer --set dropout=0.2 --set lr=0.002``) 77.9% / 74.3%.
+  Below Kim (2014)'s 81.0% with pretrained word2vec; details: docs/RESULTS.md, "Sentiment".
 * ``sst2`` -- GLUE's SST-2, train 67,349 phrases and sentences, dev (872) as the test split:
-  ``roadmap compare sentiment --variant sst2 --data-dir ../shared/data``.
-* ``embedded`` -- the 160 sentences shipped in the repository, offline (the quickstart).
+  ``roadmap compare sentiment --variant sst2 --data-dir ../shared/data`` (not measured yet).
+* ``embedded`` -- the 160 sentences shipped in the repository, offline (the quickstart;
+  ``roadmap compare sentiment --variant embedded``, not measured yet).
 * ``smoke`` -- a few steps on the embedded sentences, for tests.
 
 A pretrained encoder is not offered: every package that ships one (transformers,
@@ -75,7 +78,9 @@ def get_task(config: SentimentConfig) -> Task:
 
 def variants() -> dict[str, SentimentConfig]:
     """Every named config: default, sst2, embedded and smoke."""
-    base = SentimentConfig(batch_size=64, epochs=5, eval_batch_size=500, log_every=50)
+    # Adam 4e-3: at torch's N(0, 1) embedding scale, 1e-3 left the BiLSTM at 63-64% test
+    # accuracy after 5 epochs (underfitting: 65% train) in both frameworks.
+    base = SentimentConfig(batch_size=64, epochs=8, lr=4e-3, eval_batch_size=500, log_every=50)
     return {
         "default": base,
         "sst2": dataclasses.replace(base, dataset="sst2", epochs=3, log_every=200),
@@ -91,6 +96,7 @@ def variants() -> dict[str, SentimentConfig]:
             hidden=16,
             heads=2,
             batch_size=16,
+            lr=1e-3,  # the parity harness's steps stay small
             epochs=2,
             eval_batch_size=20,
             limit_train=64,
