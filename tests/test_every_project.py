@@ -84,6 +84,12 @@ def test_compare_ports_the_weights_and_tabulates_the_headline(project_runs):
             assert row["jax"] is not None and row["torch"] is not None, row
 
 
+# Recurrences are not counted alike yet: XLA's cost analysis counts a while loop's body once,
+# whatever its trip count, and torch's FLOP counter has no formula for its LSTM ops (it
+# counts only the projections around them). Both sides must still count something.
+FLOPS_NOT_COMPARABLE = {"sentiment": "the LSTM's recurrence (a while loop / aten LSTM ops)"}
+
+
 def test_ir_dumps_both_frameworks(project_runs):
     project, workdir = project_runs
     ir = json.loads((workdir / project.name / "ir" / "ir.json").read_text())
@@ -93,7 +99,9 @@ def test_ir_dumps_both_frameworks(project_runs):
             section = ir["frameworks"][framework][what]
             assert sum(section["op_categories"].values()) > 0, (framework, what)
     flops = ir["comparison"]["train_step"]["matmul_conv_flops"]
-    assert flops["jax"] and flops["torch"] and flops["rel_diff"] < 1e-6, flops
+    assert flops["jax"] and flops["torch"], flops
+    if project.name not in FLOPS_NOT_COMPARABLE:
+        assert flops["rel_diff"] < 1e-6, flops
 
 
 def test_bench_times_both_frameworks(project_runs):

@@ -119,7 +119,8 @@ def test_every_project_exports_in_both_frameworks(project, framework, exported):
     if framework == "jax":
         details = manifest["details"]
         assert details["calling_convention_version"] >= 9
-        assert details["in_avals"][0].startswith("float32[b")
+        first = spec.input_specs(spec.config("smoke"))[spec.model_inputs[0]]
+        assert details["in_avals"][0].startswith(f"{first.dtype}[b")  # int32 tokens, too
         assert details["out_avals"][0].startswith("float32[b")
 
 

@@ -60,6 +60,15 @@ SIZES["speedrun7"] = {
     "conv_valid": (256, 9, 256, 256),
     "dw": (256, 7, 256),
 }
+# ResNet-18's third stage at 32x32 inputs (torchvision's stem divides by 4): 256 -> 256
+# channels on a 2x2 map, where XLA:CPU's convolution is many times slower than oneDNN's
+# (jaxpath/transfer/model.py convolves such maps as patches @ kernel). `--op-size maps2x2`.
+SIZES["maps2x2"] = {
+    **SIZES["small"],
+    "conv": (256, 2, 256, 256),
+    "conv_valid": (256, 4, 256, 256),
+    "dw": (256, 2, 256),
+}
 NHWC = ("NHWC", "HWIO", "NHWC")
 
 

@@ -17,8 +17,8 @@ pretrained network first, on the *other* half of CIFAR-10 (docs/TRANSFER.md):
 * ``probe`` -- a new 5-way `fc` on classes 5-9 (dog, frog, horse, ship, truck) from 100
   labelled images a class; body parameters and BatchNorm statistics frozen:
   ``roadmap run transfer --variant probe --framework jax --weights runs/transfer/torch/pretrain``.
-* ``finetune`` -- everything trains, the body at 0.1x the learning rate, starting from a
-  probe run (its head kept: ``--set reinit=``).
+* ``finetune`` (the default) -- everything trains, the body at 0.1x the learning rate,
+  starting from a probe run (its head kept: ``--set reinit=``).
 * ``scratch`` -- the same 500 images and schedule, random initialisation.
 * ``imagenet`` -- torchvision's ImageNet weights (``--weights imagenet``) and 224x224
   inputs; needs the weights in the torch hub cache or a network.
@@ -189,10 +189,11 @@ def variants() -> dict[str, TransferConfig]:
         checkpoint_every=100,
     )
     probe = dataclasses.replace(few_shot, train="head", lr=0.05)
+    finetune = dataclasses.replace(few_shot, body_lr_scale=0.1)
     return {
-        "default": probe,
+        "default": finetune,
         "probe": probe,
-        "finetune": dataclasses.replace(few_shot, body_lr_scale=0.1),
+        "finetune": finetune,
         "scratch": dataclasses.replace(few_shot, lr=0.05, epochs=60),
         "pretrain": pretrain,
         "imagenet": dataclasses.replace(probe, weights="imagenet", image_size=224),
