@@ -68,9 +68,11 @@ BODY_GROUP = "body"  # every parameter but the head's
 def weights_source() -> Check:
     """none, imagenet, a torchvision weights name, or a file or run folder that exists."""
     return Check(
-        lambda v: v in ("none", "imagenet")
-        or re.fullmatch(r"\w+_Weights\.\w+", v) is not None
-        or os.path.exists(os.path.expanduser(v)),
+        lambda v: (
+            v in ("none", "imagenet")
+            or re.fullmatch(r"\w+_Weights\.\w+", v) is not None
+            or os.path.exists(os.path.expanduser(v))
+        ),
         "none, imagenet, a torchvision weights name (ResNet18_Weights.IMAGENET1K_V1), "
         "a .pth state dict or a run folder",
         "/nonexistent/weights.pth",
