@@ -343,3 +343,16 @@ def test_small_map_convolution_is_xlas_function_and_gradient(shape, stride):
     np.testing.assert_allclose(values["auto"], values["xla"], rtol=1e-5, atol=1e-5)
     for a, b in zip(jax.tree.leaves(grads["auto"]), jax.tree.leaves(grads["xla"]), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_a_linear_probe_step_has_no_backward_convolution():
+    """The frozen body's gradients are dead code: JAX drops them before XLA sees the step."""
+    train = PROJECT.module("jax")
+    counts = {}
+    for what in ("all", "head"):
+        config = smoke(train=what, conv="xla")  # every convolution a convolution
+        state = train.create_state(config, 1)
+        batch = PROJECT.example_batch(4, seed=0, config=config)
+        lowered = train.train_step.lower(state, train.to_device(batch), jax.random.key(0))
+        counts[what] = lowered.as_text().count("stablehlo.convolution")
+    assert counts == {"all": 59, "head": 20}  # 20 forward convolutions; + dX, dW for all
