@@ -229,6 +229,13 @@ register(
         "computing its exact function): pretrained weights ported to both, linear probe, "
         "fine-tune with discriminative learning rates, against training from scratch",
         inputs=_transfer_inputs,
+        # At 32x32 torchvision's ResNets normalise layer4 over 1x1 maps (batch x 1 x 1
+        # values), and from a random init their first gradients are huge: one SGD step moves
+        # ResNet-50's conv1 so far that float32 rounding differs by 0.17, three Adam steps of
+        # ResNet-18 by 0.02 (also at 64x64). The registry-wide step checks therefore train
+        # the head on a frozen body (the linear probe); tests/test_transfer.py checks one
+        # full-body step of ResNet-18 (SGD, 1e-4) and one fine-tuning step.
+        parity_overrides={"train": "head"},
     )
 )
 
