@@ -13,13 +13,16 @@ pretrained network first, on the *other* half of CIFAR-10 (docs/TRANSFER.md):
 * ``pretrain`` -- ResNet-18 from scratch on CIFAR-10 classes 0-4 (airplane, automobile,
   bird, cat, deer), all 25,000 training images at 32x32, 30 epochs of SGD + Nesterov,
   cosine schedule, crop + flip:
-  ``roadmap run transfer --variant pretrain --framework torch --run-id pretrain``.
+  ``roadmap run transfer --variant pretrain --framework torch --run-id pretrain``:
+  87.78% on those classes' test images, 913 s.
 * ``probe`` -- a new 5-way `fc` on classes 5-9 (dog, frog, horse, ship, truck) from 100
   labelled images a class; body parameters and BatchNorm statistics frozen:
-  ``roadmap run transfer --variant probe --framework jax --weights runs/transfer/torch/pretrain``.
+  ``roadmap run transfer --variant probe --framework jax --weights runs/transfer/torch/pretrain``:
+  63.26% in both frameworks (seed 1), 50 s (torch) / 67 s (JAX).
 * ``finetune`` (the default) -- everything trains, the body at 0.1x the learning rate,
-  starting from a probe run (its head kept: ``--set reinit=``).
-* ``scratch`` -- the same 500 images and schedule, random initialisation.
+  starting from a probe run (its head kept: ``--set reinit=``): 73.98% / 73.92%, 75 / 102 s.
+* ``scratch`` -- the same 500 images, random initialisation, 60 epochs: 63.84% / 64.98%,
+  147 / 199 s.
 * ``imagenet`` -- torchvision's ImageNet weights (``--weights imagenet``) and 224x224
   inputs; needs the weights in the torch hub cache or a network.
 * ``folder`` -- your own images: ``--set image_folder=DIR`` holding DIR/train/<class>/*.png
