@@ -48,10 +48,10 @@ def torchvision_weights(spec: str, model_name: str | None):
     """The torchvision WeightsEnum member for "imagenet" or a name like ResNet18_Weights.X."""
     import torchvision
 
+    if spec == "imagenet" and model_name is None:
+        raise ConfigError("--weights imagenet needs a config with a `model` field")
     try:
         if spec == "imagenet":
-            if model_name is None:
-                raise ConfigError("--weights imagenet needs a config with a `model` field")
             return torchvision.models.get_model_weights(model_name).DEFAULT
         return torchvision.models.get_weight(spec)
     except (ValueError, KeyError, AttributeError) as err:
