@@ -160,6 +160,17 @@ def _unavailable(name: str, err: Exception) -> int:
     return 2
 
 
+def cpu_xla_flags(args: argparse.Namespace) -> bool | None:
+    """--xla-flags as asked, but off by default for a GPU command: the fast flags are XLA:CPU's.
+
+    `--xla_backend_optimization_level` would also lower the GPU backend's LLVM level, so a
+    `--device cuda` bench keeps XLA's GPU defaults unless --xla-flags asks otherwise.
+    """
+    if args.xla_flags is None and getattr(args, "device", "cpu") != "cpu":
+        return False
+    return args.xla_flags
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `roadmap` console script."""
     from_console = argv is None
@@ -174,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         from comparisons.runtime import ensure_runtime
 
         # Returns when the process already runs in the runtime asked for; else re-executes.
-        ensure_runtime(args.runtime, args.malloc, args.xla_flags, argv)
+        ensure_runtime(args.runtime, args.malloc, cpu_xla_flags(args), argv)
     try:
         return int(args.func(args) or 0)
     except (DataError, ConfigError, UnknownNameError) as err:

@@ -59,6 +59,16 @@ def test_explicit_options_override_the_runtime():
     assert (args.runtime, args.malloc, args.xla_flags) == ("stock", None, True)
 
 
+def test_gpu_commands_keep_xlas_gpu_defaults():
+    from comparisons.cli import cpu_xla_flags
+
+    parse = build_parser().parse_args
+    assert cpu_xla_flags(parse(["bench", "mnist", "--device", "cuda"])) is False
+    assert cpu_xla_flags(parse(["--xla-flags", "bench", "mnist", "--device", "gpu"])) is True
+    assert cpu_xla_flags(parse(["bench", "mnist"])) is None  # the runtime decides (fast: on)
+    assert cpu_xla_flags(parse(["list"])) is None
+
+
 def test_a_flag_the_user_set_is_theirs(glibc):
     env = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=-individual_dot"}
     out = runtime.target_environ(env, "tuned", True, flag_ok=known)["XLA_FLAGS"].split()
