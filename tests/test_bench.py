@@ -106,6 +106,31 @@ def test_a_failing_mode_is_named_and_the_rest_runs(monkeypatch):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_gpu_library_calls_are_counted_from_the_hlo_before_optimization():
+    """XLA:GPU turns dots and convs into cuBLAS/cuDNN custom calls: count the input HLO then."""
+    import jax
+    import jax.numpy as jnp
+
+    from comparisons.bench.peak import lowered_flops
+
+    lowered = jax.jit(lambda a, b: a @ b).lower(jnp.ones((4, 8)), jnp.ones((8, 16)))
+    assert lowered_flops(lowered) == 2 * 4 * 8 * 16  # XLA:CPU keeps the dot
+
+    class OnGpu:  # what XLA:GPU's optimized module looks like to the counter
+        def compile(self):
+            return self
+
+        def as_text(self, dialect=None):
+            if dialect == "hlo":
+                return lowered.as_text(dialect="hlo")
+            return (
+                "ROOT %c = (f32[4,16]{1,0}, s8[0]{0}) custom-call(f32[4,8]{1,0} %a, "
+                'f32[8,16]{1,0} %b), custom_call_target="__cublas$gemm"'
+            )
+
+    assert lowered_flops(OnGpu()) == 2 * 4 * 8 * 16
+
+
 def test_cuda_without_a_gpu_is_a_clear_error(capsys):
     with pytest.raises(bench.BenchError, match=r"no CUDA device: torch.cuda.is_available\(\)"):
         bench.bench_project("mnist", mlp_config(), device="cuda")

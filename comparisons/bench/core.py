@@ -71,7 +71,7 @@ DEFAULT_BATCH_SIZES = (32, 128, 512)
 DEFAULT_STEPS = 20
 WARMUP_STEPS = 2
 FLOPS_SOURCES = {
-    "jax": "dot+convolution of the optimized HLO",
+    "jax": "dot+convolution of the optimized HLO (on GPU: of the HLO before optimization)",
     "torch": "torch FlopCounterMode (matmul/conv)",
 }
 # (torch mode, what a JAX/torch ratio against it means)
