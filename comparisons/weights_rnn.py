@@ -10,6 +10,10 @@ h-side Denses, so both torch biases of a gate land there summed. GRUCell compute
 n = tanh(W_in x + b_in + r * (W_hn h + b_hn)) exactly as torch does, so the n gate keeps
 both biases apart (b_in on "in", b_hn on "hn"); only the r and z biases are summed (on
 "ir"/"iz"). Flax -> torch takes b_hh from the reference layer and gives b_ih the rest.
+
+A torch GRU whose bias_hh is a zero buffer rather than a parameter (one trainable bias per
+gate, the sentiment LSTM's remedy for the two-bias trap) ports to
+TorchGRU(recurrent_bias=False), whose cell has no b_hn.
 """
 
 from __future__ import annotations
@@ -71,10 +75,25 @@ def _lstm_to_torch(layer: Layer, flax: FlaxView) -> dict[str, np.ndarray]:
     return out
 
 
+def _fixed_zero_bias_hh(layer: Layer, cell: str) -> bool:
+    """True when the torch GRU keeps bias_hh as a zero buffer, not a parameter.
+
+    Its Flax twin is TorchGRU(recurrent_bias=False) (SingleBiasGRUCell), which has no b_hn:
+    one trainable bias per gate on both sides, as for the LSTM (module docstring).
+    """
+    name = f"bias_hh_{cell}"
+    if name in dict(layer.module.named_parameters(recurse=False)):
+        return False
+    if np.any(layer.tensors[name]):
+        raise PortingError(f"{name} is a buffer but not zero: Flax's single-bias cell has no b_hh")
+    return True
+
+
 def _gru_to_flax(layer: Layer) -> Flat:
     t, out = layer.tensors, {}
     for cell in _cells(layer):
         p = ("params", cell, "cell")
+        single_bias = _fixed_zero_bias_hh(layer, cell)
         w_ih = np.split(t[f"weight_ih_{cell}"], 3)
         w_hh = np.split(t[f"weight_hh_{cell}"], 3)
         b_ih = np.split(t[f"bias_ih_{cell}"], 3)
@@ -83,7 +102,9 @@ def _gru_to_flax(layer: Layer) -> Flat:
             out[(*p, f"i{gate}", "kernel")] = wi.T
             out[(*p, f"h{gate}", "kernel")] = wh.T
             if gate == "n":  # r multiplies (W_hn h + b_hn), so b_hn stays on the h side
-                out[(*p, "in", "bias")], out[(*p, "hn", "bias")] = bi, bh
+                out[(*p, "in", "bias")] = bi
+                if not single_bias:
+                    out[(*p, "hn", "bias")] = bh
             else:
                 out[(*p, f"i{gate}", "bias")] = bi + bh
     return out
@@ -104,7 +125,8 @@ def _gru_to_torch(layer: Layer, flax: FlaxView) -> dict[str, np.ndarray]:
         r_ih, r_hh = _split_bias(flax[(*p, "ir", "bias")], ref_ih[0], ref_hh[0])
         z_ih, z_hh = _split_bias(flax[(*p, "iz", "bias")], ref_ih[1], ref_hh[1])
         out[f"bias_ih_{cell}"] = np.concatenate([r_ih, z_ih, flax[(*p, "in", "bias")]])
-        out[f"bias_hh_{cell}"] = np.concatenate([r_hh, z_hh, flax[(*p, "hn", "bias")]])
+        b_hn = ref_hh[2] if _fixed_zero_bias_hh(layer, cell) else flax[(*p, "hn", "bias")]
+        out[f"bias_hh_{cell}"] = np.concatenate([r_hh, z_hh, b_hn])
     return out
 
 

@@ -18,6 +18,7 @@ No torchpath twin: torch's own nn.LSTM and nn.GRU are the reference these layers
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -102,14 +103,43 @@ class TorchLSTM(_TorchRNN):
         return jnp.stack([h for _, h in carries]), jnp.stack([c for c, _ in carries])
 
 
+class SingleBiasGRUCell(nn.GRUCell):
+    """Flax's GRUCell without b_hn: n = tanh(W_in x + b_in + r * (W_hn h)), one bias a gate.
+
+    The twin of a torch nn.GRU whose bias_hh is a zero buffer (torchpath/seq2seq/model.py's
+    `single_bias_gru`): both sides then hold one trainable bias per gate, so an optimizer
+    step moves the same parameters (see comparisons/weights_rnn.py).
+    """
+
+    @nn.compact
+    def __call__(self, carry, inputs):
+        h = carry
+        dense = functools.partial(
+            nn.Dense, carry.shape[-1], dtype=self.dtype, param_dtype=self.param_dtype
+        )
+        dense_i = functools.partial(dense, kernel_init=self.kernel_init, bias_init=self.bias_init)
+        dense_h = functools.partial(dense, use_bias=False, kernel_init=self.recurrent_kernel_init)
+        r = self.gate_fn(dense_i(name="ir")(inputs) + dense_h(name="hr")(h))
+        z = self.gate_fn(dense_i(name="iz")(inputs) + dense_h(name="hz")(h))
+        n = self.activation_fn(dense_i(name="in")(inputs) + r * dense_h(name="hn")(h))
+        new_h = (1.0 - z) * n + z * h
+        return new_h, new_h
+
+
 class TorchGRU(_TorchRNN):
-    """torch.nn.GRU: returns (outputs, h_n); initial_state is torch's h_0."""
+    """torch.nn.GRU: returns (outputs, h_n); initial_state is torch's h_0.
+
+    recurrent_bias=False drops b_hn (SingleBiasGRUCell), for a torch GRU without b_hh.
+    """
+
+    recurrent_bias: bool = True
 
     @nn.nowrap
     def _cell(self) -> nn.RNNCellBase:
         # Flax's GRUCell computes torch's n = tanh(W_in x + b_in + r * (W_hn h + b_hn)) with
         # b_hn inside the reset product, so only the r and z biases are fused when porting.
-        return nn.GRUCell(self.hidden_size, parent=None, **self._init())
+        cell = nn.GRUCell if self.recurrent_bias else SingleBiasGRUCell
+        return cell(self.hidden_size, parent=None, **self._init())
 
     @nn.nowrap
     def _carry(self, initial_state: jnp.ndarray, index: int):
