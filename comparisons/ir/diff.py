@@ -202,14 +202,25 @@ def dumps(result: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------ driver
 
 
-def build_side(framework: str, project, config, batch_size: int, **kw) -> dict[str, Any]:
-    """One framework's side: ops with rows, kernels, time (imports only that framework)."""
+def build_side(
+    framework: str, project, config, batch_size: int, run: dict | None = None, **kw
+) -> dict[str, Any]:
+    """One framework's side: ops with rows, kernels, time (imports only that framework).
+
+    `run`: the run options of a --a/--b spec ({devices, parallel}; JAX only).
+    """
     batch = project.example_batch(batch_size, config=config)
     if framework == "jax":
         from comparisons.ir.jax_layers import jax_side
 
+        profile, kernels, like = kw.get("profile", True), kw.get("kernels", True), kw.get("like")
         return jax_side(
-            project, config, batch, profile=kw.get("profile", True), kernels=kw.get("kernels", True)
+            project, config, batch, profile=profile, kernels=kernels, run=run, layers_like=like
+        )
+    if run and run.get("parallel"):
+        raise ValueError(
+            "--a/--b: devices/parallel are JAX's data-parallel forms (torch's DDP runs one "
+            "process per worker: `roadmap run --nproc`); use --framework jax"
         )
     from comparisons.ir.torch_layers import torch_side
 
@@ -265,7 +276,11 @@ def diff_frameworks(project_name: str, config, batch_size: int = 8, **kw) -> dic
     from comparisons.registry import get_project
 
     project = get_project(project_name)
-    sides = {fw: build_side(fw, project, config, batch_size, **kw) for fw in ("jax", "torch")}
+    torch_side = build_side("torch", project, config, batch_size, **kw)
+    # JAX's rows at torch's layer granularity where torch's module owns more (an nn.LSTM)
+    like = torch_side["layers"]
+    sides = {"jax": build_side("jax", project, config, batch_size, like=like, **kw)}
+    sides["torch"] = torch_side
     jf, tf = layer_flops(sides["jax"]), layer_flops(sides["torch"])
     gaps = sorted(f"{p} {r}" for p, r in set(jf) | set(tf) if jf.get((p, r)) != tf.get((p, r)))
     model = getattr(config, "model", "-")
@@ -273,37 +288,69 @@ def diff_frameworks(project_name: str, config, batch_size: int = 8, **kw) -> dic
     return _result(project_name, title, sides, kind="frameworks", flops_mismatch=gaps)
 
 
-def diff_variants(project_name: str, framework: str, configs: dict, batch_size: int = 8, **kw):
-    """Two configs of one framework (`configs` = {"a": config, "b": config}), differences marked."""
+def diff_variants(
+    project_name: str,
+    framework: str,
+    configs: dict,
+    batch_size: int = 8,
+    runs: dict | None = None,
+    **kw,
+):
+    """Two configs of one framework (`configs` = {"a": config, "b": config}), differences marked.
+
+    `runs` = {"a": {devices, parallel}, ...}: run options per side (JAX's data parallelism).
+    """
     from comparisons.registry import get_project
 
     project = get_project(project_name)
-    sides = {k: build_side(framework, project, c, batch_size, **kw) for k, c in configs.items()}
+    runs = runs or {}
+    sides = {
+        k: build_side(framework, project, c, batch_size, run=runs.get(k), **kw)
+        for k, c in configs.items()
+    }
     title = f"ir diff: {project_name}, {framework}, a vs b, batch {batch_size}"
     result = _result(project_name, title, sides, kind="variants", framework=framework)
     result["differences"] = differences(result["tables"])
     a, b = (vars(c) if hasattr(c, "__dict__") else {} for c in configs.values())
     fields = sorted(k for k in a if a.get(k) != b.get(k))
+    run_a, run_b = (runs.get(k) or {} for k in configs)
+    fields += sorted(f"{k} (run)" for k in set(run_a) | set(run_b) if run_a.get(k) != run_b.get(k))
     result["config_differences"] = fields
+    traced = {k: side.get("traced") for k, side in sides.items()}
+    if len(set(traced.values())) > 1:  # e.g. style=nnx: another module's step
+        result["notes"].append("traced: " + "; ".join(f"{k}: {v}" for k, v in traced.items()))
     if fields and not result["differences"]:
         why = "the traced step reads none of them as structure (values such as lr are data)"
-        if "style" in fields:  # JaxDump traces the project's train_step, the Linen one
-            why += "; style=nnx is not traced: the diff traces jaxpath/<project>/train.py"
         result["notes"].append(f"the configs differ in {', '.join(fields)}; {why}")
     return result
 
 
 def variant_config(base, spec: str | None):
     """`--a`/`--b`: a run folder (its config.json), or KEY=VALUE overrides (space or ';')."""
+    return variant_spec(base, spec)[0]
+
+
+def variant_spec(base, spec: str | None, where: str = "--a/--b") -> tuple[Any, dict | None]:
+    """(config, run options) of a `--a`/`--b` spec.
+
+    KEY=VALUE items are config overrides, except the run options `devices=N` and
+    `parallel=pmap|sharding|shard_map` (JAX's data-parallel step, comparisons/ir/jax_programs);
+    a run folder gives its config.json and no run options.
+    """
+    from comparisons.ir.jax_programs import RUN_OPTIONS, run_options
     from shared_data.configs.base import from_dict, override, validate
 
     if not spec:
-        return base
+        return base, None
     if (stored := _run_config(spec)) is not None:
         stored.pop("framework", None)  # the runner's record of which side ran, not a field
         stored["data_dir"] = None  # the diff reads no data; the folder may be gone
-        return validate(from_dict(type(base), stored))
-    return validate(override(base, spec.replace(";", " ").split()))
+        return validate(from_dict(type(base), stored)), None
+    items = spec.replace(";", " ").split()
+    run = {k: v for k, _, v in (i.partition("=") for i in items) if k in RUN_OPTIONS}
+    fields = [i for i in items if i.partition("=")[0] not in RUN_OPTIONS]
+    config = validate(override(base, fields)) if fields else base
+    return config, (run_options(run, where) if run else None)
 
 
 def _run_config(spec: str | None) -> dict | None:
@@ -318,6 +365,7 @@ def _run_config(spec: str | None) -> dict | None:
 
 def run_diff(args) -> int:
     """`roadmap ir diff PROJECT [--a SPEC --b SPEC]`: print the tables, write txt/md/json."""
+    import os
     from pathlib import Path
 
     from comparisons.options import load_config
@@ -337,8 +385,15 @@ def run_diff(args) -> int:
         ran = {(_run_config(s) or {}).get("framework") for s in (args.a, args.b)} - {None}
         framework = args.framework if args.framework != "both" else next(iter(ran), "jax")
         framework = "torch" if framework == "torch" else "jax"
-        configs = {"a": variant_config(config, args.a), "b": variant_config(config, args.b)}
-        result = diff_variants(args.project, framework, configs, batch, **kw)
+        specs = {k: variant_spec(config, s, f"--{k}") for k, s in (("a", args.a), ("b", args.b))}
+        configs = {k: c for k, (c, _) in specs.items()}
+        runs = {k: r for k, (_, r) in specs.items() if r}
+        if (devices := max((r["devices"] for r in runs.values()), default=1)) > 1:
+            # XLA:CPU makes its host devices when JAX starts its backend, not at import
+            from jaxpath.common.distributed import with_host_devices
+
+            os.environ["XLA_FLAGS"] = with_host_devices(os.environ.get("XLA_FLAGS"), devices)
+        result = diff_variants(args.project, framework, configs, batch, runs=runs, **kw)
         result["specs"] = {"a": args.a or "(config)", "b": args.b or "(config)"}
         stem = f"ir_diff_{framework}_variants"
     out = Path(args.workdir) / args.project / "ir"

@@ -216,6 +216,19 @@ def _spatial(labels: str, dims: list[int]) -> int:
     return math.prod(n for lab, n in zip(labels, dims, strict=True) if lab.isdigit())
 
 
+def conv_taps(out_spatial: int, in_spatial: int, window: list[int], lhs_dilation=None) -> int:
+    """Spatial products of a convolution as FlopCounterMode charges its forward conv.
+
+    min(output, input) positions times the window; when the output is the smaller (a weight
+    gradient: the window is an activation), a window over an input dilated by `lhs_dilation`
+    (the weight gradient of a transposed conv) meets a real element only every d-th tap.
+    """
+    taps = math.prod(window)
+    if lhs_dilation and out_spatial < in_spatial:
+        taps = math.prod(-(-w // d) for w, d in zip(window, lhs_dilation, strict=True))
+    return min(out_spatial, in_spatial) * taps
+
+
 def hlo_matmul_conv_flops(text: str) -> dict[str, Any]:
     """FLOPs of every dot and convolution of an HLO module, counted as FlopCounterMode does.
 
@@ -225,7 +238,8 @@ def hlo_matmul_conv_flops(text: str) -> dict[str, Any]:
     the output's: XLA writes an input gradient as a convolution over the zero-padded output
     gradient (26x26 outputs from 24x24 inputs for a 3x3 kernel), while FlopCounterMode charges
     every gradient convolution what its forward convolution costs; taking the smaller extent
-    reproduces that for forward, input-gradient, weight-gradient, strided and transposed convs.
+    reproduces that for forward, input-gradient, weight-gradient, strided and transposed convs
+    (a transposed conv's weight gradient: `conv_taps` skips the holes of its dilated input).
     """
     insts = hlo_instructions(text)
     shapes = {(i["computation"], i["name"]): i["dims"] for i in insts}
@@ -248,11 +262,19 @@ def hlo_matmul_conv_flops(text: str) -> dict[str, Any]:
                 continue
             lhs_labels, rhs_labels, out_labels = m.groups()
             window = _spatial(rhs_labels, rhs)
-            per_position = window * rhs[rhs_labels.index("i")]
+            features = rhs[rhs_labels.index("i")]
             out_spatial, in_spatial = _spatial(out_labels, out), _spatial(lhs_labels, lhs)
             others = math.prod(out) // out_spatial
-            dense = 2 * math.prod(out) * per_position
-            flops = 2 * others * min(out_spatial, in_spatial) * per_position
+            dense = 2 * math.prod(out) * window * features
+            spatial = sorted(lab for lab in rhs_labels if lab.isdigit())
+            dilate = re.search(r"lhs_dilate=([\dx]+)", inst["rest"])
+            taps = conv_taps(
+                out_spatial,
+                in_spatial,
+                [rhs[rhs_labels.index(lab)] for lab in spatial],
+                [int(d) for d in dilate.group(1).split("x")] if dilate else None,
+            )
+            flops = 2 * others * taps * features
         totals[inst["op"]] += flops
         dense_total += dense
         ops.append(

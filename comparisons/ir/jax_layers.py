@@ -23,15 +23,25 @@ from typing import Any
 import jax
 from jax._src import source_info_util
 
-from comparisons.ir.graphs import hlo_instructions
+from comparisons.ir.graphs import conv_taps, hlo_instructions
 from comparisons.ir.jax_ir import _subjaxprs  # the same walk into nested jaxprs
 from comparisons.ir.jax_step import nbytes as _nbytes
 from comparisons.ir.opmap import JAX_WRAPPERS, jax_category
-from comparisons.ir.rows import UNACCOUNTED
+from comparisons.ir.rows import COLLECTIVES, UNACCOUNTED
 
 _WRAPPER = re.compile(r"^(?:jvp|transpose|vmap|remat|checkpoint)\((.*)\)$")
 _NOT_MODULES = {"while", "body", "cond", "closed_call", "core_call", "branch", "checkpoint"}
-_UPDATE_FILES = ("optax", "train_state.py", "common/optim")  # frames of the optimizer update
+_NOT_MODULES |= {"shard_map", "pmap", "xla_pmap"}  # data-parallel wrappers
+# Cross-device primitives and the HLO instructions they become: the `collectives` row.
+JAX_COLLECTIVES = frozenset(
+    "psum pmax pmin pmean all_gather all_to_all ppermute psum_scatter reduce_scatter".split()
+)
+HLO_COLLECTIVES = frozenset(
+    "all-reduce all-reduce-start all-reduce-done all-gather all-gather-start all-gather-done "
+    "reduce-scatter all-to-all collective-permute collective-permute-start "
+    "collective-permute-done".split()
+)
+_UPDATE_FILES = ("optax", "train_state.py", "common/optim", "jaxpath/common/state.py")  # update
 
 
 def parse_stack(stack: str, root: str) -> tuple[str, bool, tuple[str, ...]]:
@@ -70,19 +80,25 @@ def _flops(eqn) -> int:
     if name == "conv_general_dilated":
         lhs_spec, rhs_spec, out_spec = eqn.params["dimension_numbers"]
         lhs, rhs = eqn.invars[0].aval.shape, eqn.invars[1].aval.shape
-        window = math.prod(rhs[d] for d in rhs_spec[2:])
+        window = [rhs[d] for d in rhs_spec[2:]]
         out_sp = math.prod(out[d] for d in out_spec[2:])
         in_sp = math.prod(lhs[d] for d in lhs_spec[2:])
         others = math.prod(out) // out_sp
-        return 2 * others * min(out_sp, in_sp) * window * rhs[rhs_spec[1]]
+        taps = conv_taps(out_sp, in_sp, window, eqn.params.get("lhs_dilation"))
+        return 2 * others * taps * rhs[rhs_spec[1]]
     return 0
 
 
 def jaxpr_ops(closed, root: str) -> list[dict[str, Any]]:
-    """One record per leaf equation of the step, nested name stacks and frames composed."""
+    """One record per leaf equation of the step, nested name stacks and frames composed.
+
+    An equation inside a `scan` body runs `length` times: its FLOPs and bytes are counted
+    that many times (`runs`), as torch's unrolled recurrence counts each step's ops. A
+    `while` body's trip count is not known from the jaxpr: counted once.
+    """
     ops: list[dict[str, Any]] = []
 
-    def walk(jaxpr, outer: str, outer_line: str, outer_files: list[str]) -> None:
+    def walk(jaxpr, outer: str, outer_line: str, outer_files: list[str], runs: int = 1) -> None:
         for eqn in jaxpr.eqns:
             inner = str(eqn.source_info.name_stack)
             stack = "/".join(s for s in (outer, inner) if s)
@@ -90,23 +106,32 @@ def jaxpr_ops(closed, root: str) -> list[dict[str, Any]]:
             line = f"{frame.file_name}:{frame.start_line}" if frame else outer_line
             files = outer_files + [f.file_name for f in _frames(eqn)]
             subs = [s for v in eqn.params.values() for s in _subjaxprs(v)]
+            inner_runs = (
+                runs * int(eqn.params.get("length", 1)) if eqn.primitive.name == "scan" else runs
+            )
             for sub in subs:
-                walk(sub, stack, line, files)
+                walk(sub, stack, line, files, inner_runs)
             if eqn.primitive.name in JAX_WRAPPERS or (subs and eqn.primitive.name == "pjit"):
                 continue
             hint, in_model, scope = parse_stack(stack, root)
             name = eqn.primitive.name
+            collective = {"row": COLLECTIVES, "attributed_by": "collective"}
             ops.append(
-                {
+                (collective if name in JAX_COLLECTIVES else {})
+                | {
                     "phase": _phase(hint, files),
                     "in_model": in_model,
                     "scope": list(scope),
                     "line": line,
                     "op": name,
                     "category": jax_category(name),
-                    "flops": _flops(eqn),
-                    "bytes": sum(_nbytes(v.aval) for v in eqn.invars if hasattr(v, "aval"))
-                    + sum(_nbytes(v.aval) for v in eqn.outvars),
+                    "flops": runs * _flops(eqn),
+                    "bytes": runs
+                    * (
+                        sum(_nbytes(v.aval) for v in eqn.invars if hasattr(v, "aval"))
+                        + sum(_nbytes(v.aval) for v in eqn.outvars)
+                    ),
+                    "runs": runs,
                     "stack": stack,
                 }
             )
@@ -119,15 +144,6 @@ def _frames(eqn):
     """Every frame (library ones too: user_frames hides optax, which tells the update apart)."""
     traceback = eqn.source_info.traceback
     return list(getattr(traceback, "frames", None) or []) if traceback is not None else []
-
-
-def layer_names(params) -> list[str]:
-    """Module paths that own parameters ('conv1', 'block/dense'), in parameter-tree order."""
-    out: dict[str, None] = {}
-    for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]:
-        keys = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
-        out["/".join(keys[:-1])] = None
-    return list(out)
 
 
 # --------------------------------------------------------------------- optimized HLO kernels
@@ -245,7 +261,9 @@ def hlo_kernels(text: str, ops: list[dict[str, Any]], root: str, layers: list[st
         kernel["insts"].append(key)
         rows[key] = direct(inst)
     # ---- convolutions and dots without metadata: the jaxpr equation of equal FLOPs left over
-    want: Counter = Counter((op["phase"], op["row"], op["flops"]) for op in ops if op["flops"])
+    want: Counter = Counter(  # per run: an instruction in a loop body runs once per trip
+        (op["phase"], op["row"], op["flops"] // op.get("runs", 1)) for op in ops if op["flops"]
+    )
     flops = {o["name"]: o["flops"] for o in hlo_matmul_conv_flops(text)["ops"]}
     for (_, name), row in rows.items():
         if row is not None and name in flops:
@@ -299,6 +317,13 @@ def hlo_kernels(text: str, ops: list[dict[str, Any]], root: str, layers: list[st
             if found is not None:
                 rows[key], how[key] = found[0], found[1]
 
+    for key in rows:  # an all-reduce goes to `collectives`, whatever op its metadata names
+        inst = by_comp[key[0]].get(key[1])
+        if inst is not None and inst["op"] in HLO_COLLECTIVES:
+            phase = rows[key][0] if rows[key] else "update"
+            rows[key] = (phase, COLLECTIVES)
+            how.pop(key, None)
+
     def kernel_row(name: str) -> tuple[str, str] | None:
         counted = Counter(rows[k] for k in tops[name]["insts"] if rows[k])
         return counted.most_common(1)[0][0] if counted else tops[name].get("own")
@@ -340,8 +365,10 @@ def _spans(runs: list[tuple[float, float]], ends: list[float]) -> list[tuple[flo
     return out
 
 
-def profile_kernels(step, args, kernels, steps: int = 5) -> dict[str, Any]:
+def profile_kernels(step, args, kernels, steps: int = 5, module: str = "") -> dict[str, Any]:
     """Wall-clock microseconds per step of each top-level HLO instruction (jax.profiler trace).
+
+    `module` is the compiled HLO module's name (`jit_train_step`): only its events count.
 
     XLA:CPU runs independent thunks concurrently, so their spans overlap: every instant of
     the trace is split equally among the `kernels` running then (rows.wall_shares), and the
@@ -373,7 +400,7 @@ def profile_kernels(step, args, kernels, steps: int = 5) -> dict[str, Any]:
         args_, name = ev.get("args") or {}, str(ev.get("name", ""))
         if ev.get("ph") != "X":
             continue
-        if "hlo_op" in args_ and "train_step" in args_.get("hlo_module", ""):
+        if "hlo_op" in args_ and _same_module(args_.get("hlo_module", ""), module):
             starts[args_["hlo_op"]].append((float(ev["ts"]), float(ev.get("dur", 0.0))))
         elif name.startswith("end: "):  # an async thunk (a convolution, a dot) completing
             ends[name[5:]].append(float(ev["ts"]) + float(ev.get("dur", 0.0)))
@@ -392,26 +419,44 @@ def profile_kernels(step, args, kernels, steps: int = 5) -> dict[str, Any]:
     }
 
 
+def _same_module(event_module: str, module: str) -> bool:
+    """Whether a trace event's `hlo_module` is `module` (any train step when none is named)."""
+    if not module:
+        return "train_step" in event_module
+    return event_module == module or event_module.startswith(f"{module}(")
+
+
 def jax_side(
-    project, config, batch_np, profile: bool = True, steps: int = 5, kernels: bool = True
+    project,
+    config,
+    batch_np,
+    profile: bool = True,
+    steps: int = 5,
+    kernels: bool = True,
+    run: dict[str, Any] | None = None,
+    layers_like: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Ops (rows assigned), kernels and time per layer of the project's jitted train step."""
-    from comparisons.ir.jax_ir import JaxDump
-    from comparisons.ir.rows import assign_rows
+    """Ops (rows assigned), kernels and time per layer of the project's jitted train step.
+
+    `run` ({devices, parallel}) asks for the data-parallel step (comparisons/ir/jax_programs).
+    `layers_like`: the other framework's layers; a Flax layer inside one of them is
+    counted in it (rows.coarsen: torch's nn.LSTM against Flax's cell and its Dense parts).
+    """
+    from comparisons.ir.jax_programs import compiled_text, jax_program, make_jaxpr
+    from comparisons.ir.rows import assign_rows, coarsen
     from jaxpath.common.precision import pin_fp32
 
     pin_fp32()
-    dump = JaxDump(project, config, batch_np, {})
-    state, batch, rng = dump.state, dump.batch, dump.rng
-    step = dump.train.train_step
-    root = _root_name(state) or type(dump.train.create_model(config)).__name__
-    layers = layer_names(state.params)
-    ops = jaxpr_ops(jax.make_jaxpr(step)(state, batch, rng), root)
+    program = jax_program(project, config, batch_np, run)
+    root, layers = program.root, coarsen(program.layers, layers_like)
+    ops = jaxpr_ops(make_jaxpr(program), root)
     assign_rows(ops, layers)
     side: dict[str, Any] = {"framework": "jax", "layers": layers, "root": root, "ops": ops}
+    side["traced"] = program.traced  # which program the rows are of
+    side["notes"] = list(program.notes)
     if not kernels:  # the jaxpr alone (tests): no XLA compile, no kernels, no time
         return side
-    text = step.lower(state, batch, rng).compile().as_text()
+    text = compiled_text(program)
     kernels = hlo_kernels(text, ops, root, layers)
     side["kernel_rows"] = [
         {"phase": row[0], "row": row[1], "kernel": _kernel_label(k, row)}
@@ -419,7 +464,7 @@ def jax_side(
         for k in kernels.values()
         for row, n in k["rows"].items()
     ]
-    side["notes"] = [
+    side["notes"] += [
         "JAX kernels: top-level instructions of the optimized HLO; a fusion that holds ops of "
         "several rows is listed in each, its time split by instruction count",
         "JAX kernels without op_name metadata: inferred (a conv/dot by the FLOPs of an unmatched "
@@ -427,18 +472,16 @@ def jax_side(
         "graph), marked 'inferred' (n~ in the text); the rest stay 'unattributed'",
     ]
     if profile:
-        prof = profile_kernels(step, (state, batch, rng), kernels, steps)
+        module = re.match(r"HloModule\s+([\w.\-]+)", text)
+        prof = profile_kernels(
+            program.fn, program.args, kernels, steps, module=module.group(1) if module else ""
+        )
         side["time"] = kernel_time(kernels, prof) | {"kind": "compiled"}
         side["time"]["source"] = (
             f"jax.profiler trace of {steps} compiled steps: XLA thunk spans, each instant split "
             "among the thunks running then (no overlap), mean per step"
         )
     return side
-
-
-def _root_name(state) -> str:
-    module = getattr(state.apply_fn, "__self__", None)
-    return type(module).__name__ if module is not None else ""
 
 
 def _kernel_label(kernel: dict[str, Any], row: tuple[str, str]) -> str:

@@ -12,7 +12,8 @@ from typing import Any
 PHASES = ("forward", "backward", "update", "other")
 INPUT_ROW = "model input"  # glue before the first layer (the MLP's flatten)
 UNACCOUNTED = "unaccounted"  # step wall time no profiled kernel/op covers (a time-only row)
-FIXED_ROWS = ("loss", "optimizer", "other", "unattributed", UNACCOUNTED)
+COLLECTIVES = "collectives"  # cross-device ops of a data-parallel step (all-reduce...)
+FIXED_ROWS = ("loss", "optimizer", COLLECTIVES, "other", "unattributed", UNACCOUNTED)
 MATMUL = "matmul/conv"
 
 
@@ -20,6 +21,23 @@ def _layer_of(scope: tuple[str, ...], layers: list[tuple[str, ...]]) -> str | No
     """The longest parameterised layer path that prefixes `scope`, as 'a/b'."""
     best = max((lay for lay in layers if scope[: len(lay)] == lay), key=len, default=None)
     return "/".join(best) if best else None
+
+
+def coarsen(layers: list[str], like: list[str] | None) -> list[str]:
+    """`layers` with each path under one of `like` replaced by it, duplicates dropped.
+
+    The other framework's layers (`like`) may own their parameters one module up: torch's
+    nn.LSTM `fwd0` holds what Flax keeps in `fwd0/l0/cell/{ii,hi,...}`, and the Flax
+    cell's fused kernel runs in `fwd0/l0/cell`, in none of those. Rows are then `fwd0`.
+    """
+    if not like:
+        return layers
+    out: dict[str, None] = {}
+    for layer in layers:
+        parts = layer.split("/")
+        above = [lay for lay in like if parts[: len(lay.split("/"))] == lay.split("/")]
+        out[max(above, key=len) if above else layer] = None
+    return list(out)
 
 
 def assign_rows(ops: list[dict[str, Any]], layers: list[str]) -> None:

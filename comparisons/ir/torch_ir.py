@@ -148,8 +148,13 @@ def capture(fn, args, inductor: bool) -> dict[str, Any]:
     no_aot_cache = torch._functorch.config.patch(
         enable_autograd_cache=False, enable_remote_autograd_cache=False
     )
+    # Dynamo leaves nn.RNN/LSTM/GRU modules out of its graphs unless allow_rnn is set (a
+    # graph break per call: "Dynamo does not support RNN, GRU, or LSTM"), so the step's
+    # recurrent layers ran eagerly, in no captured graph. With it, dynamo traces the module
+    # to aten.lstm, which AOTAutograd decomposes into the cell's ops, step by step.
+    allow_rnn = torch._dynamo.config.patch(allow_rnn=True)
     try:
-        with no_aot_cache:
+        with no_aot_cache, allow_rnn:
             torch.compile(fn, backend=backend)(*args)
     finally:
         breaks = _break_reasons()
