@@ -255,3 +255,27 @@ register(
         parity_overrides={"dropout": 0.0},
     )
 )
+
+
+def _detection_inputs(config) -> dict[str, InputSpec]:
+    cells, objects, classes = config.cells, config.max_objects, config.num_classes
+    return {
+        "image": InputSpec((config.canvas, config.canvas, config.channels), "float32", kind="unit"),
+        # CenterNet's targets (shared_data/detection.py); random ones keep every loss finite.
+        "heatmap": InputSpec((cells, cells, classes), "float32", kind="unit"),
+        "index": InputSpec((objects,), "int32", num_classes=cells * cells),
+        "offset": InputSpec((objects, 2), "float32", kind="unit"),
+        "size": InputSpec((objects, 2), "float32", kind="unit"),
+        "valid": InputSpec((objects,), "float32", kind="binary"),
+    }
+
+
+register(
+    Project(
+        name="detection",
+        dataset="generated scenes of MNIST digits (or embedded digits, CIFAR-10 objects)",
+        description="a CenterNet-style detector (ResNet + FPN at stride 4; focal, GIoU and "
+        "offset losses; peak decoding and class-aware NMS) scored by pycocotools' COCO mAP",
+        inputs=_detection_inputs,
+    )
+)
