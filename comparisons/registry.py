@@ -279,3 +279,22 @@ register(
         inputs=_detection_inputs,
     )
 )
+
+
+register(
+    Project(
+        name="segmentation",
+        dataset="generated scenes of MNIST digits (shared_data/scenes.py), embedded digits, "
+        "or CIFAR-10 objects",
+        description="a small U-Net (GroupNorm, optional activation checkpointing) labels every "
+        "pixel of generated scenes; cross-entropy + Dice, mIoU",
+        inputs=lambda config: {
+            "image": InputSpec(
+                (config.canvas, config.canvas, config.channels), "float32", kind="unit"
+            ),
+            "label": InputSpec(
+                (config.canvas, config.canvas), "int32", num_classes=config.num_classes
+            ),
+        },
+    )
+)

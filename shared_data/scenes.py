@@ -28,6 +28,7 @@ from PIL import Image
 from .cifar10 import CIFAR10_CLASSES, load_cifar10
 from .digits import load_digits_as_mnist
 from .errors import DataError
+from .images import IMAGES_DIR
 from .mnist import load_mnist
 
 SOURCES = ("mnist", "digits", "cifar10")
@@ -226,3 +227,58 @@ def to_coco(scenes: Scenes) -> dict:
             )
     categories = [{"id": c + 1, "name": name} for c, name in enumerate(scenes.class_names)]
     return {"images": images, "annotations": annotations, "categories": categories}
+
+
+# A colour per class id of a semantic map: black background, then ten distinct hues.
+PALETTE = (
+    np.array(
+        [
+            (0, 0, 0),
+            (230, 25, 75),
+            (60, 180, 75),
+            (255, 225, 25),
+            (0, 130, 200),
+            (245, 130, 48),
+            (145, 30, 180),
+            (70, 240, 240),
+            (240, 50, 230),
+            (210, 245, 60),
+            (250, 190, 212),
+        ],
+        np.float32,
+    )
+    / 255.0
+)
+MASKS_FILE = "masks_epoch{epoch}.png"
+
+
+def overlay(images: np.ndarray, semantic: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """RGB [N, H, W, 3] in [0, 1]: the images with each class's pixels tinted its colour."""
+    rgb = np.broadcast_to(images, (*images.shape[:3], 3)) if images.shape[-1] == 1 else images
+    colours = PALETTE[np.clip(semantic, 0, len(PALETTE) - 1)]
+    tint = (semantic > 0)[..., None] * alpha
+    return rgb * (1.0 - tint) + colours * tint
+
+
+def save_mask_pictures(
+    workdir: str | Path, epoch: int, images: np.ndarray, predicted: np.ndarray, truth: np.ndarray
+) -> Path:
+    """Write `images/masks_epoch<N>.png`: a column per scene, image over predicted over true."""
+    rows = [
+        overlay(images, np.zeros_like(truth)),
+        overlay(images, predicted),
+        overlay(images, truth),
+    ]
+    n, height, width = truth.shape
+    pad = 2
+    out = np.ones((3 * (height + pad) + pad, n * (width + pad) + pad, 3), np.float32)
+    for r, row in enumerate(rows):
+        for i in range(n):
+            y, x = pad + r * (height + pad), pad + i * (width + pad)
+            out[y : y + height, x : x + width] = row[i]
+    path = Path(workdir) / IMAGES_DIR / MASKS_FILE.format(epoch=epoch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(np.rint(np.clip(out, 0, 1) * 255).astype(np.uint8)).save(tmp, format="PNG")
+    tmp.replace(path)  # a reader never sees half a file
+    return path
