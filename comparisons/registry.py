@@ -37,6 +37,10 @@ class InputSpec:
     # "normal" images: the data layer's (x/255 - mean) / std, per channel (PNG uploads)
     mean: tuple[float, ...] | None = None  # None: MNIST's
     std: tuple[float, ...] | None = None
+    # Token ids made from text: the run folder's tokenizer file and the field holding their
+    # padding mask; export copies the file and serve then takes raw text (export/text.py).
+    tokenizer: str | None = None
+    mask: str | None = None
 
     def sample(self, rng: np.random.Generator, batch_size: int) -> np.ndarray:
         """A random batch of this field (the example batches of the tools and tests)."""
@@ -248,7 +252,13 @@ register(
         "tokens (Hugging Face tokenizers, learned per run); padding never changes a logit",
         model_inputs=("tokens", "mask"),
         inputs=lambda config: {
-            "tokens": InputSpec((config.max_len,), "int32", num_classes=config.vocab_size),
+            "tokens": InputSpec(
+                (config.max_len,),
+                "int32",
+                num_classes=config.vocab_size,
+                tokenizer="tokenizer.json",
+                mask="mask",
+            ),
             "mask": InputSpec((config.max_len,), "float32", kind="binary"),
             "label": InputSpec((), "int32", num_classes=2),
         },

@@ -228,7 +228,8 @@ def fit(
         # Batches are made (and augmented) on a background thread, two ahead of the steps;
         # they are the same batches, so exact resume stays exact.
         batches = prefetch(
-            iterate_batches(
+            # A dataset may batch its training split itself (text: by length), same arguments.
+            getattr(dataset, "train_batches", iterate_batches)(
                 train,
                 config.batch_size,
                 seed=config.seed,

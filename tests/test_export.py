@@ -116,6 +116,11 @@ def test_every_project_exports_in_both_frameworks(project, framework, exported):
     assert [i["name"] for i in manifest["inputs"]] == list(spec.model_inputs)
     assert all(i["shape"][0] is None for i in manifest["inputs"])
     assert manifest["verification"]["passed"], manifest["verification"]["problems"]
+    specs = spec.input_specs(spec.config("smoke"))
+    made_from_text = [n for n in spec.model_inputs if specs[n].tokenizer]
+    assert [t["field"] for t in manifest["text_inputs"]] == made_from_text
+    if made_from_text:  # the fresh process encoded raw text with the exported tokenizer
+        assert manifest["verification"]["batches"]["text"]["max_abs_diff"] <= TOLERANCE
     if framework == "jax":
         details = manifest["details"]
         assert details["calling_convention_version"] >= 9

@@ -1,16 +1,25 @@
 """Sentiment: padding never changes a logit, in both models and both frameworks; the run's
-vocabulary lives in its folder. Parity, parameter counts and the tools come from the registry."""
+vocabulary lives in its folder, and serve and export read raw text with it; length-bucketed
+batches compile one JAX step per width. Parity, parameter counts and the tools come from the
+registry."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import time
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from comparisons.registry import get_project
-from shared_data.text.batching import pad_sequences
+from comparisons.runfolders import load_trained
+from comparisons.serve import Settings, create_app, load_backend
+from comparisons.serve.app import softmax
+from shared_data.configs.base import override
+from shared_data.text.batching import bucket_widths, encode_padded, pad_sequences
 from shared_data.text.tokenize import TOKENIZER_FILE, load_tokenizer
 
 PROJECT = get_project("sentiment")
@@ -69,3 +78,74 @@ def test_a_run_keeps_its_vocabulary_and_resume_reads_it(framework, tmp_path):
     assert summary["resumed"] and summary["steps"] == 4
     assert saved.read_text() == text  # reloaded, not retrained
     assert json.loads((tmp_path / "config.json").read_text())["dataset"] == "embedded"
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    """A 3-step smoke run per framework: {framework: run folder}."""
+    root = tmp_path_factory.mktemp("sentiment-runs")
+    config = override(PROJECT.config("smoke"), {"max_steps": 3})
+    paths = {fw: root / "sentiment" / fw / "r1" for fw in FRAMEWORKS}
+    for framework, path in paths.items():
+        PROJECT.module(framework).train_and_evaluate(config, path, progress=False)
+    return paths
+
+
+TEXTS = ["a gripping , funny film", "", "dull " * 40]  # no token at all; past max_len
+
+
+def _runs_own_logits(framework, path, texts) -> np.ndarray:
+    """The run's predict on texts encoded with its saved vocabulary, as training encodes."""
+    config, state, _ = load_trained(PROJECT, framework, path)
+    tokens, mask = encode_padded(load_tokenizer(path), texts, config.max_len)
+    train = PROJECT.module(framework)
+    return np.asarray(train.predict(state, train.to_device({"tokens": tokens, "mask": mask})))
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_serve_takes_raw_text_and_answers_the_runs_own_probabilities(framework, smoke_runs):
+    path = smoke_runs[framework]
+    backend = load_backend(PROJECT, framework, path)
+    with TestClient(create_app(lambda: backend, Settings(max_batch=8))) as client:
+        while client.get("/readyz").status_code != 200:
+            time.sleep(0.05)
+        batch = client.post("/predict", json={"text": TEXTS}).json()
+        one = client.post("/predict", json={"text": TEXTS[0]}).json()
+        meta = client.get("/metadata").json()
+        not_text = client.post("/predict", json={"text": [3]})
+    logits = _runs_own_logits(framework, path, TEXTS)
+    np.testing.assert_allclose(batch["outputs"], logits, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(batch["probabilities"], softmax(logits), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(one["probabilities"], softmax(logits[:1]), rtol=0, atol=1e-6)
+    (record,) = meta["text_inputs"]
+    saved = hashlib.sha256((path / TOKENIZER_FILE).read_bytes()).hexdigest()
+    assert record["tokenizer"]["sha256"] == saved and record["pad_id"] == 0
+    assert (record["field"], record["mask"], record["max_len"]) == ("tokens", "mask", 16)
+    assert not_text.status_code == 422 and "list of strings" in not_text.json()["error"]
+
+
+@pytest.mark.slow  # three exports, each checked in a fresh process (~1 min)
+def test_exports_read_raw_text_with_the_runs_tokenizer(smoke_runs):
+    from comparisons.export import export_run, load_artifact, load_text_encoder
+
+    for framework, fmt in (("jax", "jax.export"), ("torch", "torch.export"), ("torch", "onnx")):
+        path = smoke_runs[framework]
+        manifest_path = export_run(PROJECT.name, framework, fmt, path)
+        manifest = json.loads(manifest_path.read_text())
+        assert manifest["verification"]["batches"]["text"]["max_abs_diff"] <= 1e-5
+        copy = manifest_path.parent / TOKENIZER_FILE
+        assert copy.read_bytes() == (path / TOKENIZER_FILE).read_bytes()
+        outputs = load_artifact(manifest_path)(load_text_encoder(manifest_path)(TEXTS))
+        expected = _runs_own_logits(framework, path, TEXTS)
+        np.testing.assert_allclose(outputs, expected, rtol=0, atol=1e-5)
+    backend = load_backend(PROJECT, "onnx", smoke_runs["torch"])  # ONNX: the export's tokenizer
+    assert backend.text["tokens"].path.parent.name == "onnx"
+
+
+def test_length_buckets_compile_one_jax_step_per_width(tmp_path):
+    train = PROJECT.module("jax")
+    config = override(PROJECT.config("smoke"), {"max_len": 24, "bucket_multiple": 8})
+    before = train.train_step._cache_size()
+    train.train_and_evaluate(config, tmp_path, progress=False)
+    # Widths 8, 16, 24 at most, whatever the batches hold (bucket_multiple=0: max_len only).
+    assert 1 <= train.train_step._cache_size() - before <= len(bucket_widths(24, 8)) == 3

@@ -9,12 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shared_data.batches import iterate_batches
 from shared_data.errors import DataError
 from shared_data.text.batching import (
     bucket_batches,
+    bucket_widths,
+    encode_padded,
     iterate_buckets,
     pad_sequences,
     sequence_lengths,
+    word_dropout,
 )
 from shared_data.text.readers import read_multi30k, read_rt_polarity, read_sst2
 from shared_data.text.sentiment import load_sentiment, read_embedded, split_holdout
@@ -120,6 +124,48 @@ def test_bucketed_batches_are_cut_to_their_longest_row():
         assert width % 8 == 0 or width == 40
         assert longest <= width < longest + 8
         np.testing.assert_array_equal(batch["mask"].sum(axis=1), mask[batch["label"]].sum(axis=1))
+
+
+def test_a_bucketed_epoch_resumes_mid_way_and_augments_like_plain_batches():
+    sequences = [[5] * n for n in np.random.default_rng(2).integers(1, 30, size=100)]
+    tokens, mask = pad_sequences(sequences, max_len=30)
+    arrays = {"tokens": tokens, "mask": mask, "label": np.arange(100, dtype=np.int32)}
+    seen = []
+
+    def augment(batch, rng, *, epoch, index):
+        seen.append((epoch, index.copy(), rng.random()))
+        return batch
+
+    full = list(iterate_buckets(arrays, 8, seed=1, epoch=0, augment=augment))
+    resumed = list(iterate_buckets(arrays, 8, seed=1, epoch=0, start_batch=5, augment=augment))
+    assert len(full) == 100 // 8 == len(resumed) + 5  # as many as plain batching drops to
+    for a, b in zip(full[5:], resumed, strict=True):
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert [s[2] for s in seen[:12]][5:] == [s[2] for s in seen[12:]]  # same per-batch rng
+    plain = []
+    list(
+        iterate_batches(
+            arrays, 8, seed=1, epoch=0, augment=lambda b, r, **_: plain.append(r.random()) or b
+        )
+    )
+    assert [s[2] for s in seen[:12]] == plain  # keyed by (seed, epoch, batch) as there
+    assert {b["tokens"].shape[1] for b in full} <= set(bucket_widths(30)) == {8, 16, 24, 30}
+
+
+def test_word_dropout_replaces_only_real_tokens_and_encoding_marks_empty_texts():
+    tokens, mask = pad_sequences([[9] * 20, [9] * 5], max_len=24)
+    batch = {"tokens": tokens, "mask": mask}
+    dropped = word_dropout(batch, np.random.default_rng(0), rate=0.5)["tokens"]
+    assert 0 < (dropped == UNK_ID).sum() < 25 and (dropped[mask == 0] == PAD_ID).all()
+    assert (
+        word_dropout(batch, np.random.default_rng(0), rate=0.0)["tokens"].tolist()
+        == tokens.tolist()
+    )
+    tokenizer = train_tokenizer(["a b c a", "a b"], "word", 100, min_count=2)
+    assert tokenizer.vocab_size == len(SPECIAL_TOKENS) + 2  # c, seen once, is left out
+    ids, lengths = encode_padded(tokenizer, ["a c", ""], max_len=3)
+    assert ids.tolist() == [[4, UNK_ID, PAD_ID], [UNK_ID, PAD_ID, PAD_ID]]
+    assert lengths.tolist() == [[1, 1, 0], [1, 0, 0]]
 
 
 # ----------------------------------------------------------------------------- readers

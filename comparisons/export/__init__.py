@@ -15,7 +15,7 @@ from comparisons.export.core import (
     run,
     verify_export,
 )
-from comparisons.export.loaders import load_artifact, read_manifest
+from comparisons.export.loaders import load_artifact, load_text_encoder, read_manifest
 
 # The CLI adds the project and --workdir, not the training flags: the config is the run's.
 TAKES_CONFIG = False
@@ -28,6 +28,7 @@ __all__ = [
     "available_formats",
     "export_run",
     "load_artifact",
+    "load_text_encoder",
     "read_manifest",
     "run",
     "verify_export",

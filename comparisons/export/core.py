@@ -23,6 +23,13 @@ from typing import Any
 import numpy as np
 
 from comparisons.env import pin_cpu_fp32, versions
+from comparisons.export.text import (
+    CHECK_TEXTS,
+    copy_tokenizers,
+    encode_request,
+    load_text_inputs,
+    sha256_of,
+)
 from comparisons.registry import get_project
 from comparisons.runfolders import load_trained, resolve_run
 from shared_data.configs.base import ConfigError
@@ -107,6 +114,19 @@ def _model_batch(project, config, size: int, seed: int) -> dict[str, np.ndarray]
     return {name: batch[name] for name in project.model_inputs}
 
 
+def _model_specs(project, config) -> dict[str, Any]:
+    specs = project.input_specs(config)
+    return {name: specs[name] for name in project.model_inputs}
+
+
+def _text_case(project, texts) -> dict[str, np.ndarray] | None:
+    """CHECK_TEXTS as model inputs, or None when the model does not read text alone."""
+    if not texts:
+        return None
+    batch = encode_request(texts, {name: list(CHECK_TEXTS) for name in texts})
+    return batch if set(batch) == set(project.model_inputs) else None
+
+
 def _input_schema(project, config) -> list[dict[str, Any]]:
     specs = project.input_specs(config)
     return [
@@ -142,13 +162,17 @@ def _fresh_process_check(manifest_path: Path, cases: dict[int, dict[str, np.ndar
 
 
 def _verification(manifest_path, cases, expected, tolerance) -> dict[str, Any]:
+    """Check the artifact in a fresh process on `cases` (batch size -> batch; "text" -> the
+    CHECK_TEXTS, which that process encodes itself with the exported tokenizer)."""
     start = time.perf_counter()
     inputs = {n: {**batch, "expected": expected[n]} for n, batch in cases.items()}
+    if "text" in inputs:
+        inputs["text"] = {"texts": np.array(CHECK_TEXTS), "expected": expected["text"]}
     found = _fresh_process_check(manifest_path, inputs)
     result: dict[str, Any] = {
         "process": "fresh: python -m comparisons.export.verify",
         "tolerance": tolerance,
-        "batch_sizes": sorted(cases),
+        "batch_sizes": sorted(n for n in cases if n != "text"),
         "seconds": round(time.perf_counter() - start, 2),
         "batches": found.get("batches", {}),
         "error": found.get("error"),
@@ -199,6 +223,7 @@ def export_run(
         raise ConfigError(f"no finished run at {run_path} (no {CONFIG_FILE})")
     pin_cpu_fp32()
     config, state, step = load_trained(project, framework, run_path)
+    texts = load_text_inputs(_model_specs(project, config), run_path)
     out_dir = run_path / "export" / fmt
     out_dir.mkdir(parents=True, exist_ok=True)
     artifact = out_dir / ARTIFACTS[fmt]
@@ -209,7 +234,10 @@ def export_run(
         os.replace(tmp, artifact)  # readers never see half an artifact
     finally:
         tmp.unlink(missing_ok=True)
+    texts = copy_tokenizers(texts, out_dir)  # the export reads text without the run folder
     cases = {n: _model_batch(project, config, n, seed=n) for n in batch_sizes}
+    if (text_batch := _text_case(project, texts)) is not None:
+        cases["text"] = text_batch
     expected = {n: backend.live_predict(project, state, batch) for n, batch in cases.items()}
     reference = expected[max(batch_sizes)]
     manifest = {
@@ -219,6 +247,8 @@ def export_run(
         "run_id": run_path.name,
         "step": step,
         "inputs": _input_schema(project, config),
+        # Inputs made from text: the tokenizer copied beside the artifact, and how to pad.
+        "text_inputs": [text.record() for text in texts.values()],
         "layout": "the data layer's: images NHWC float32, as shared_data yields them",
         "output": {"shape": [None, *reference.shape[1:]], "dtype": str(reference.dtype)},
         "artifact": {
@@ -262,8 +292,15 @@ def verify_export(manifest_path: str | Path, tolerance: float = TOLERANCE) -> di
     weights = _weights_record(backend, state, run_path, step)
     if weights["sha256"] != manifest["weights"]["sha256"]:
         problems.append(f"weights of the run (step {step}): sha256 differs from the manifest's")
+    texts = load_text_inputs(_model_specs(project, config), run_path)
+    for entry in manifest.get("text_inputs", []):
+        run_copy = texts.get(entry["field"])
+        if run_copy is None or sha256_of(run_copy.path) != entry["tokenizer"]["sha256"]:
+            problems.append(f"tokenizer of {entry['field']!r}: the run's differs from the export's")
     sizes = tuple(manifest["verification"].get("batch_sizes") or VERIFY_BATCH_SIZES)
     cases = {n: _model_batch(project, config, n, seed=n) for n in sizes}
+    if manifest.get("text_inputs") and (text_batch := _text_case(project, texts)) is not None:
+        cases["text"] = text_batch
     expected = {n: backend.live_predict(project, state, batch) for n, batch in cases.items()}
     result = _verification(manifest_path, cases, expected, tolerance)
     result["problems"] = problems + result["problems"]
@@ -306,7 +343,8 @@ def run(args: argparse.Namespace) -> int:
             result = read_json(export_run(args.project, args.framework, fmt, path))
             result = result["verification"]
         diffs = ", ".join(
-            f"batch {n}: {e['max_abs_diff']:.2e}" for n, e in result["batches"].items()
+            f"{'' if n == 'text' else 'batch '}{n}: {e['max_abs_diff']:.2e}"
+            for n, e in result["batches"].items()
         )
         print(f"{fmt}: {path / 'export' / fmt} verified in a fresh process ({diffs})")
     return status

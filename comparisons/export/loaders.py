@@ -92,3 +92,18 @@ def load_artifact(manifest_path: str | Path) -> Predictor:
         return np.asarray(call(*arrays))
 
     return predict
+
+
+def load_text_encoder(manifest_path: str | Path) -> Callable[[Any], dict[str, np.ndarray]]:
+    """texts -> model inputs, with the tokenizer(s) the export holds (text.encode_request).
+
+    A ConfigError when the export reads no text or a tokenizer file differs from the
+    manifest's sha256.
+    """
+    from comparisons.export.text import encode_request, from_manifest
+
+    manifest_path = Path(manifest_path)
+    inputs = from_manifest(read_manifest(manifest_path), manifest_path.parent)
+    if not inputs:
+        raise ConfigError(f"{manifest_path}: this export reads no text (no text_inputs)")
+    return lambda text: encode_request(inputs, text)

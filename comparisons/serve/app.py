@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
@@ -54,6 +55,7 @@ class Outputs(BaseModel):
     """POST /predict's answer: the model's outputs, one row per example sent."""
 
     outputs: list[Any]
+    probabilities: list[Any] | None = None  # classifiers: softmax of the outputs (logits)
 
 
 class Error(BaseModel):
@@ -68,14 +70,23 @@ _BODY = {
         "application/json": {
             "schema": {
                 "type": "object",
-                "required": ["inputs"],
                 "properties": {
                     "inputs": {
                         "type": "object",
                         "description": "model input name -> nested lists [N, ...] (NHWC "
                         "images), per GET /metadata's input_schema",
                         "additionalProperties": {"type": "array"},
-                    }
+                    },
+                    "text": {
+                        "description": "instead of inputs, for a model made from text (GET "
+                        "/metadata's text_inputs): a string or a list of strings, encoded "
+                        "with the run's tokenizer",
+                        "oneOf": [
+                            {"type": "string"},
+                            {"type": "array", "items": {"type": "string"}},
+                            {"type": "object"},
+                        ],
+                    },
                 },
             }
         },
@@ -89,6 +100,13 @@ _BODY = {
     },
 }
 _ERRORS = {code: {"model": Error} for code in (400, 413, 415, 422, 503, 504)}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities over the last axis (float64 for the exponentials, then float32)."""
+    shifted = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(shifted - shifted.max(axis=-1, keepdims=True))
+    return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
 class _Metrics:
@@ -236,7 +254,7 @@ def create_app(
         "/predict", response_model=Outputs, responses=_ERRORS, openapi_extra={"requestBody": _BODY}
     )
     async def predict(request: Request) -> JSONResponse:
-        """Outputs of the model for a JSON batch or one uploaded PNG."""
+        """Outputs of the model for a JSON batch, raw text or one uploaded PNG."""
         backend, batcher = state["backend"], state["batcher"]
         if batcher is None:
             raise BadRequest(503, "the model is not loaded yet; see GET /readyz")
@@ -248,7 +266,7 @@ def create_app(
             )  # fmt: skip
         body = await _read_body(request, settings.max_body_bytes)
         if media == "application/json":
-            batch = parse_json(body, backend.specs, settings.max_batch)
+            batch = parse_json(body, backend.specs, settings.max_batch, backend.text)
         else:
             batch = parse_png(await _uploaded_file(request, body), backend.specs)
         try:
@@ -260,7 +278,10 @@ def create_app(
         except Exception as err:  # noqa: BLE001 - the model failed: say so in JSON, stay up
             log.exception("model call failed")
             return JSONResponse({"error": f"model error: {type(err).__name__}"}, status_code=500)
-        return JSONResponse({"outputs": outputs.tolist()})
+        answer = {"outputs": outputs.tolist()}
+        if backend.classifier:
+            answer["probabilities"] = softmax(outputs).tolist()
+        return JSONResponse(answer)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

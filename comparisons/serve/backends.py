@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from comparisons.export.text import from_manifest, load_text_inputs
 from comparisons.registry import InputSpec, Project
 from comparisons.runfolders import load_trained, resolve_run
 
@@ -34,6 +35,8 @@ class Backend:
     predict: Callable[[Batch], np.ndarray]
     metadata: dict[str, Any]
     warmup: Callable[[int], None] = lambda max_batch: None  # compile/prime up to max_batch
+    text: dict[str, Any] = dataclasses.field(default_factory=dict)  # inputs made from text
+    classifier: bool = False  # outputs are class logits: answers add their probabilities
 
     def run_warmup(self, max_batch: int) -> None:
         """Prime the model (compilation, allocator) so the first request is not the slow one."""
@@ -58,6 +61,15 @@ def schema(specs: dict[str, InputSpec]) -> dict[str, Any]:
 def _model_specs(project: Project, config: Any) -> dict[str, InputSpec]:
     specs = project.input_specs(config)
     return {name: specs[name] for name in project.model_inputs}
+
+
+def _with_text(backend: Backend, config: Any, text: dict[str, Any]) -> Backend:
+    """`backend` taking raw text for the inputs in `text` (export.text.TextInput), and saying
+    whether its outputs are class logits (a task judged by accuracy)."""
+    backend.text = text
+    backend.classifier = backend.project.task(config).headline == "accuracy"
+    backend.metadata["text_inputs"] = [t.record() for t in text.values()]
+    return backend
 
 
 def _run_metadata(project, backend, config, path: Path, step: int) -> dict[str, Any]:
@@ -104,7 +116,8 @@ def _load_jax(project: Project, path: Path, threads: int | None = None) -> Backe
     # `roadmap export`'s checksum of the same weights, so a run and its export show one value.
     meta["weights_sha256"] = sha256_arrays(jax_export.weight_arrays(state))
     meta["versions"] = {"jax": jax.__version__}
-    return Backend("jax", project, _model_specs(project, config), predict, meta, warmup)
+    backend = Backend("jax", project, _model_specs(project, config), predict, meta, warmup)
+    return _with_text(backend, config, load_text_inputs(backend.specs, path))
 
 
 def _load_torch(project: Project, path: Path, threads: int | None = None) -> Backend:
@@ -128,7 +141,8 @@ def _load_torch(project: Project, path: Path, threads: int | None = None) -> Bac
     meta = _run_metadata(project, "torch", config, path, step)
     meta["weights_sha256"] = sha256_arrays(torch_export.weight_arrays(state))
     meta["versions"] = {"torch": torch.__version__}
-    return Backend("torch", project, _model_specs(project, config), predict, meta)
+    backend = Backend("torch", project, _model_specs(project, config), predict, meta)
+    return _with_text(backend, config, load_text_inputs(backend.specs, path))
 
 
 def _load_onnx(project: Project, path: Path, threads: int | None = None) -> Backend:
@@ -150,7 +164,9 @@ def _load_onnx(project: Project, path: Path, threads: int | None = None) -> Back
     def predict(batch: Batch) -> np.ndarray:
         return np.asarray(run_predict(batch))
 
-    return Backend("onnx", project, _model_specs(project, config), predict, meta)
+    backend = Backend("onnx", project, _model_specs(project, config), predict, meta)
+    # The tokenizer the export holds (checked against the manifest's sha256).
+    return _with_text(backend, config, from_manifest(manifest, manifest_path.parent))
 
 
 def _stored_config(project: Project, path: Path) -> Any:

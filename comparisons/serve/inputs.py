@@ -1,8 +1,11 @@
 """Request bodies to numpy batches, checked against the model's input schema.
 
-Two encodings: JSON `{"inputs": {name: nested lists}}` (a batch, NHWC images as the data
-layer yields them) and, for projects whose one model input is an image, a PNG uploaded as
-multipart field `file`, normalised the way the data layer normalises that input. Every
+Three encodings: JSON `{"inputs": {name: nested lists}}` (a batch, NHWC images as the data
+layer yields them); for models whose inputs are made from text (an input spec naming a
+tokenizer), JSON `{"text": "..."}` or `{"text": ["...", ...]}`, encoded with the run's own
+tokenizer (comparisons/export/text.py); and, for projects whose one model input is an
+image, a PNG uploaded as multipart field `file`, normalised the way the data layer
+normalises that input. Every
 problem becomes a `BadRequest` with an HTTP status and a message that says what was expected;
 nothing is unpickled or evaluated, only parsed (json, PNG).
 """
@@ -11,10 +14,12 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from comparisons.export.text import encode_request
 from comparisons.registry import InputSpec
 from shared_data.batches import MNIST_MEAN, MNIST_STD, to_float_nhwc
 
@@ -62,15 +67,29 @@ def _to_array(name: str, value: Any, spec: InputSpec) -> np.ndarray:
     return cast
 
 
-def parse_json(body: bytes, specs: dict[str, InputSpec], max_examples: int) -> Batch:
-    """The batch of a JSON body `{"inputs": {name: nested lists}}`."""
+def parse_json(
+    body: bytes, specs: dict[str, InputSpec], max_examples: int, text: Mapping[str, Any] = {}
+) -> Batch:
+    """The batch of a JSON body `{"inputs": {name: nested lists}}`, or `{"text": ...}` for a
+    model whose `text` inputs (name -> export.text.TextInput) are made from text."""
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
         raise BadRequest(400, f"invalid JSON: {str(err)[:200]}") from None
+    if isinstance(document, dict) and "text" in document and "inputs" not in document:
+        if not text:
+            raise BadRequest(422, 'this model reads no text; send {"inputs": {...}}')
+        try:
+            batch = encode_request(text, document["text"])
+        except ValueError as err:
+            raise BadRequest(422, f"text: {err}") from None
+        return _check_size(batch, max_examples)
     if not isinstance(document, dict) or not isinstance(document.get("inputs"), dict):
         names = ", ".join(specs)
-        raise BadRequest(422, f'expected a JSON object {{"inputs": {{...}}}} with fields: {names}')
+        also = ' or {"text": "..." or [...]}' if text else ""
+        raise BadRequest(
+            422, f'expected a JSON object {{"inputs": {{...}}}} with fields: {names}{also}'
+        )
     inputs = document["inputs"]
     missing = [name for name in specs if name not in inputs]
     unknown = [name for name in inputs if name not in specs]

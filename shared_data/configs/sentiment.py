@@ -28,6 +28,7 @@ registries only. Pretrained word vectors would also need the same file on the JA
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from shared_data.configs.base import (
     ConfigError,
@@ -39,6 +40,7 @@ from shared_data.configs.base import (
     pick_variant,
 )
 from shared_data.tasks import Task, classification
+from shared_data.text.batching import word_dropout
 from shared_data.text.sentiment import DATASETS
 from shared_data.text.tokenize import KINDS, SPECIAL_TOKENS
 
@@ -53,6 +55,7 @@ class SentimentConfig(TrainConfig):
     dataset: str = field("rt-polarity", one_of(*DATASETS))
     tokenizer: str = field("bpe", one_of(*KINDS))  # byte-level BPE, or whole words
     vocab_size: int = field(8000, at_least(len(SPECIAL_TOKENS) + 1))  # ids in [0, vocab_size)
+    min_count: int = field(1, at_least(1))  # rarer words (word) or merges (bpe) are left out
     max_len: int = field(48, at_least(1))  # tokens kept per sentence (the rest is cut)
     test_fraction: float = field(0.1, between(0.01, 0.9))  # rt-polarity's held-out share
     split_seed: int = field(0, at_least(0))  # rt-polarity's split, apart from `seed`
@@ -61,10 +64,17 @@ class SentimentConfig(TrainConfig):
     layers: int = field(1, at_least(1))  # LSTM layers (each bidirectional) or encoder blocks
     heads: int = field(4, at_least(1))  # transformer attention heads
     dropout: float = field(0.5, between(0, 0.95))  # on embeddings and before the classifier
+    # With augment=true: each real training token becomes [UNK] with this probability.
+    word_dropout: float = field(0.0, between(0, 0.9))
+    # Training batches grouped by length, cut to a multiple of this (0: off, every batch
+    # max_len wide). The compiled JAX step sees ceil(max_len / bucket_multiple) shapes.
+    bucket_multiple: int = field(8, at_least(0))
 
     def check(self) -> None:
-        """embed_dim splits into heads (the transformer's head width)."""
+        """embed_dim splits into heads (the transformer's head width); word dropout augments."""
         super().check()
+        if self.word_dropout and not self.augment:
+            raise ConfigError("field 'word_dropout' acts only with augment=true; set both")
         if self.model == "transformer" and self.embed_dim % self.heads:
             raise ConfigError(
                 f"field 'heads' wants a divisor of embed_dim={self.embed_dim}, got {self.heads}"
@@ -72,8 +82,8 @@ class SentimentConfig(TrainConfig):
 
 
 def get_task(config: SentimentConfig) -> Task:
-    """Two-class softmax classification: cross-entropy and accuracy."""
-    return classification()
+    """Two-class softmax classification: cross-entropy and accuracy; word dropout augments."""
+    return classification(augment=functools.partial(word_dropout, rate=config.word_dropout))
 
 
 def variants() -> dict[str, SentimentConfig]:

@@ -17,7 +17,8 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..batches import epoch_permutation, num_examples
+from ..batches import _AUGMENT_STREAM, Augment, epoch_permutation, num_examples
+from .tokenize import PAD_ID, UNK_ID
 
 Batch = dict[str, np.ndarray]
 
@@ -83,24 +84,60 @@ def iterate_buckets(
     *,
     seed: int,
     epoch: int,
+    start_batch: int = 0,
+    augment: Augment | None = None,
     pool_batches: int = 50,
     multiple: int = 8,
 ) -> Iterator[Batch]:
     """Bucketed batches of `arrays`, their [B, T] fields cut to the batch's longest row.
 
-    The width is rounded up to a multiple of `multiple`, so a compiled step sees a handful of
-    shapes rather than one per batch.
+    The width is rounded up to a multiple of `multiple` (and at most T), so a compiled step
+    sees at most ceil(T / multiple) shapes rather than one per batch. An epoch holds as many
+    batches as unbucketed batching with the remainder dropped; `start_batch` skips the first
+    ones (resume) and `augment` is called as `iterate_batches` calls it, so both frameworks
+    and a resumed run see the same batches.
     """
+    if multiple < 1:
+        raise ValueError(f"multiple must be >= 1, got {multiple}")
     num_examples(arrays)
     mask = arrays["mask"]
     width = mask.shape[1]
-    for rows in bucket_batches(
-        sequence_lengths(mask), batch_size, seed=seed, epoch=epoch, pool_batches=pool_batches
-    ):
-        longest = int(sequence_lengths(mask[rows]).max(initial=1))
-        cut = min(width, -(-max(longest, 1) // multiple) * multiple)
+    lengths = sequence_lengths(mask)
+    batches = bucket_batches(lengths, batch_size, seed=seed, epoch=epoch, pool_batches=pool_batches)
+    for b in range(start_batch, len(batches)):
+        rows = batches[b]
+        cut = min(width, -(-max(int(lengths[rows].max(initial=1)), 1) // multiple) * multiple)
         batch = {key: value[rows] for key, value in arrays.items()}
-        yield {
+        batch = {
             key: value[:, :cut] if value.ndim == 2 and value.shape[1] == width else value
             for key, value in batch.items()
         }
+        if augment is not None:
+            # The stream iterate_batches gives batch b: one key per (seed, epoch, batch).
+            rng = np.random.default_rng([seed, epoch, b, _AUGMENT_STREAM])
+            batch = augment(batch, rng, epoch=epoch, index=rows.astype(np.int64, copy=False))
+        yield batch
+
+
+def bucket_widths(max_len: int, multiple: int = 8) -> tuple[int, ...]:
+    """Every width `iterate_buckets` can cut a batch to: the shapes a compiled step sees."""
+    return tuple(sorted({min(max_len, w) for w in range(multiple, max_len + multiple, multiple)}))
+
+
+def encode_padded(tokenizer, texts: Sequence[str], max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens, mask) of raw texts as a model reads them: the run's ids, cut and padded.
+
+    A text with no token becomes one [UNK], so every row has a real position. Training,
+    export and serving all encode text through this function.
+    """
+    ids = [sequence or [UNK_ID] for sequence in tokenizer.encode(texts)]
+    return pad_sequences(ids, max_len, pad_id=PAD_ID)
+
+
+def word_dropout(batch: Batch, rng: np.random.Generator, rate: float, **where) -> Batch:
+    """Replace each real token by [UNK] with probability `rate` (training augmentation).
+
+    Called as the driver calls an augmentation; `where` (epoch, index) is not needed.
+    """
+    drop = (rng.random(batch["tokens"].shape) < rate) & (batch["mask"] > 0)
+    return {**batch, "tokens": np.where(drop, np.int32(UNK_ID), batch["tokens"])}

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..batches import iterate_batches
 from ..errors import DataError
-from .batching import pad_sequences
+from .batching import encode_padded, iterate_buckets
 from .readers import LabelledText, read_rt_polarity, read_sst2
-from .tokenize import UNK_ID, TextTokenizer, tokenizer_for_run
+from .tokenize import TextTokenizer, tokenizer_for_run
 
 DATASETS = ("rt-polarity", "sst2", "embedded")
 EMBEDDED_FILE = "sentiment_quickstart.tsv"
@@ -42,6 +43,19 @@ class TextDataset:
     num_classes: int
     source: str
     tokenizer: TextTokenizer
+    bucket_multiple: int = 0  # > 0: length-bucketed training batches, widths multiples of it
+
+    def train_batches(self, arrays, batch_size: int, *, seed, epoch, remainder, **options):
+        """One epoch of training batches (the driver's hook): bucketed by length, or plain."""
+        if not self.bucket_multiple:
+            return iterate_batches(
+                arrays, batch_size, seed=seed, epoch=epoch, remainder=remainder, **options
+            )
+        if remainder != "drop":
+            raise ValueError(f"bucketed batches drop the remainder, got remainder={remainder!r}")
+        return iterate_buckets(
+            arrays, batch_size, seed=seed, epoch=epoch, multiple=self.bucket_multiple, **options
+        )
 
     def mean_length(self, split: str = "train") -> float:
         """Real tokens per example (after truncation): what tokens/s multiply by."""
@@ -86,8 +100,7 @@ def read_sentiment(name: str, data_dir=None, *, test_fraction=0.1, split_seed=0)
 
 def encode_split(data: LabelledText, tokenizer: TextTokenizer, max_len: int) -> dict:
     """Padded arrays of one split; a sentence with no token becomes one [UNK]."""
-    ids = [seq or [UNK_ID] for seq in tokenizer.encode(data.texts)]
-    tokens, mask = pad_sequences(ids, max_len)
+    tokens, mask = encode_padded(tokenizer, data.texts, max_len)
     return {"tokens": tokens, "mask": mask, "label": np.asarray(data.labels, dtype=np.int32)}
 
 
@@ -105,7 +118,9 @@ def load_sentiment(config, workdir: str | Path | None = None) -> TextDataset:
     if config.limit_test is not None:
         test = test.select(range(min(config.limit_test, len(test))))
     # Learned from the training split only; on resume read back from the run folder.
-    tokenizer = tokenizer_for_run(workdir, train.texts, config.tokenizer, config.vocab_size)
+    tokenizer = tokenizer_for_run(
+        workdir, train.texts, config.tokenizer, config.vocab_size, min_count=config.min_count
+    )
     return TextDataset(
         name=config.dataset,
         train=encode_split(train, tokenizer, config.max_len),
@@ -113,4 +128,5 @@ def load_sentiment(config, workdir: str | Path | None = None) -> TextDataset:
         num_classes=2,
         source=train.source,
         tokenizer=tokenizer,
+        bucket_multiple=config.bucket_multiple,
     )

@@ -73,9 +73,16 @@ class TextTokenizer:
 
 
 def train_tokenizer(
-    texts: Iterable[str], kind: str = "bpe", vocab_size: int = 8000, lowercase: bool = False
+    texts: Iterable[str],
+    kind: str = "bpe",
+    vocab_size: int = 8000,
+    lowercase: bool = False,
+    min_count: int = 1,
 ) -> TextTokenizer:
-    """A vocabulary of at most `vocab_size` ids learned from `texts` (the training split)."""
+    """A vocabulary of at most `vocab_size` ids learned from `texts` (the training split).
+
+    `min_count`: a word (``word``) or a merge (``bpe``) seen fewer times is left out.
+    """
     if kind not in KINDS:
         raise ValueError(f"tokenizer kind must be one of {KINDS}, got {kind!r}")
     if vocab_size <= len(SPECIAL_TOKENS):
@@ -87,6 +94,7 @@ def train_tokenizer(
         tokenizer.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size,
+            min_frequency=min_count,
             special_tokens=list(SPECIAL_TOKENS),
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
@@ -95,7 +103,10 @@ def train_tokenizer(
         tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
         tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
         trainer = trainers.WordLevelTrainer(
-            vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False
+            vocab_size=vocab_size,
+            min_frequency=min_count,
+            special_tokens=list(SPECIAL_TOKENS),
+            show_progress=False,
         )
     if lowercase:
         tokenizer.normalizer = normalizers.Lowercase()
