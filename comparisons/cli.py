@@ -152,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
         module.add_arguments(p)
         p.set_defaults(func=module.run)
+        if name == "bench":  # --memory: peak memory per resolution instead (bench/memory.py)
+            memory = importlib.import_module("comparisons.bench.memory")
+            memory.add_arguments(p)
+            p.set_defaults(func=memory.with_memory(module.run))
     return parser
 
 

@@ -116,10 +116,14 @@ def segmentation_terms(logits, labels, dice_weight: float):
     one_hot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
     ce = -jnp.mean(jnp.sum(one_hot * log_probs, axis=-1), axis=(1, 2))
     probs = jnp.exp(log_probs)
-    # Soft Dice per image and class, smoothed by 1 so a class in neither map scores 1.
+    # Soft Dice per image and class, averaged over the classes the image holds: counting
+    # absent classes too rewards putting every object pixel in one class (training collapsed
+    # to a single digit that way); the cross-entropy penalises absent classes.
     intersection = jnp.sum(probs * one_hot, axis=(1, 2))
-    total = jnp.sum(probs, axis=(1, 2)) + jnp.sum(one_hot, axis=(1, 2))
-    dice = jnp.mean((2.0 * intersection + 1.0) / (total + 1.0), axis=-1)
+    area = jnp.sum(one_hot, axis=(1, 2))
+    dice = (2.0 * intersection + 1.0) / (jnp.sum(probs, axis=(1, 2)) + area + 1.0)
+    present = (area > 0).astype(logits.dtype)
+    dice = jnp.sum(dice * present, axis=-1) / jnp.sum(present, axis=-1)
     return jnp.stack([ce + dice_weight * (1.0 - dice), ce, dice])
 
 

@@ -107,10 +107,14 @@ def segmentation_terms(logits, labels, dice_weight: float) -> torch.Tensor:
     ce = F.nll_loss(log_probs, labels, reduction="none").mean(dim=(1, 2))
     probs = log_probs.exp()
     one_hot = F.one_hot(labels, logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
-    # Soft Dice per image and class, smoothed by 1 so a class in neither map scores 1.
+    # Soft Dice per image and class, averaged over the classes the image holds: counting
+    # absent classes too rewards putting every object pixel in one class (training collapsed
+    # to a single digit that way); the cross-entropy penalises absent classes.
     intersection = torch.sum(probs * one_hot, dim=(2, 3))
-    total = torch.sum(probs, dim=(2, 3)) + torch.sum(one_hot, dim=(2, 3))
-    dice = torch.mean((2.0 * intersection + 1.0) / (total + 1.0), dim=-1)
+    area = torch.sum(one_hot, dim=(2, 3))
+    dice = (2.0 * intersection + 1.0) / (torch.sum(probs, dim=(2, 3)) + area + 1.0)
+    present = (area > 0).to(logits.dtype)
+    dice = torch.sum(dice * present, dim=-1) / torch.sum(present, dim=-1)
     return torch.stack([ce + dice_weight * (1.0 - dice), ce, dice])
 
 
