@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from comparisons.parity import make_pair, max_abs_diff, parity_config
+from comparisons.registry import get_project
 from comparisons.weights import PortingError, flax_to_torch, torch_to_flax
 from jaxpath.common.rnn import TorchGRU
 from jaxpath.seq2seq import decode as jax_decode
@@ -31,6 +33,20 @@ from torchpath.seq2seq import decode as torch_decode
 from torchpath.seq2seq.model import single_bias_gru
 
 TOL = 1e-5
+
+
+@pytest.mark.parametrize("model", ["transformer", "gru"])
+def test_teacher_forced_logits_agree_from_ported_weights(model):
+    project = get_project("seq2seq")
+    pair = make_pair(project, parity_config(project, model))
+    batch = project.example_batch(8, seed=3, config=pair.config)
+    inputs = (batch["source"], batch["source_mask"], batch["target"][:, :-1])
+    ours = pair.jax_state.apply_fn({"params": pair.jax_state.params}, *inputs)
+    pair.torch_state.model.eval()
+    with torch.no_grad():
+        theirs = pair.torch_state.model(*(torch.from_numpy(np.asarray(x)) for x in inputs))
+    assert ours.shape == (8, pair.config.max_target_len, pair.config.vocab_size)
+    assert max_abs_diff(ours, theirs) <= TOL
 
 
 def _gru_pair(single_bias: bool, seed: int = 0):
