@@ -68,7 +68,10 @@ def _to_array(name: str, value: Any, spec: InputSpec) -> np.ndarray:
 
 
 def parse_json(
-    body: bytes, specs: dict[str, InputSpec], max_examples: int, text: Mapping[str, Any] = {}
+    body: bytes,
+    specs: dict[str, InputSpec],
+    max_examples: int,
+    text: Mapping[str, Any] | None = None,
 ) -> Batch:
     """The batch of a JSON body `{"inputs": {name: nested lists}}`, or `{"text": ...}` for a
     model whose `text` inputs (name -> export.text.TextInput) are made from text."""
