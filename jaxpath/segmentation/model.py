@@ -10,6 +10,7 @@ twice).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -29,11 +30,14 @@ class ConvBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        x = TorchConv(self.features, self.in_features, 3, padding=1, name="conv1")(x)
+        # No conv biases: the GroupNorm after each conv subtracts them again (and their
+        # gradients, zero up to rounding, make Adam's first steps differ between frameworks).
+        conv = functools.partial(TorchConv, kernel_size=3, padding=1, use_bias=False)
+        x = conv(self.features, self.in_features, name="conv1")(x)
         # PARITY: torch's GroupNorm epsilon is 1e-5 (Flax: 1e-6) and it computes the variance
         # as the mean of squared deviations (Flax's fast variance is E[x^2] - E[x]^2).
         x = nn.relu(self._norm("norm1")(x))
-        x = TorchConv(self.features, self.features, 3, padding=1, name="conv2")(x)
+        x = conv(self.features, self.features, name="conv2")(x)
         return nn.relu(self._norm("norm2")(x))
 
     def _norm(self, name: str) -> nn.GroupNorm:

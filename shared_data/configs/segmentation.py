@@ -52,8 +52,8 @@ class SegmentationConfig(TrainConfig):
     model: str = field("unet", one_of(*MODELS))  # encoder-decoder with skip connections
     source: str = field("mnist", one_of(*SOURCES))  # the objects pasted into the scenes
     canvas: int = field(64, at_least(8))  # scene side in pixels (a multiple of 2^levels)
-    train_scenes: int = field(5_000, at_least(1))  # generated training scenes
-    test_scenes: int = field(500, at_least(1))  # held-out scenes (the source's test split)
+    train_scenes: int = field(3_000, at_least(1))  # generated training scenes
+    test_scenes: int = field(300, at_least(1))  # held-out scenes (the source's test split)
     scene_seed: int = field(0, at_least(0))  # the scenes; `seed` is the model's and the order's
     min_objects: int = field(1, at_least(1))  # objects drawn per scene (some may not fit)
     max_objects: int = field(3, at_least(1))
@@ -182,7 +182,7 @@ def variants() -> dict[str, SegmentationConfig]:
         lr=3e-3,
         schedule="onecycle",
         batch_size=32,
-        epochs=3,
+        epochs=2,
         eval_batch_size=100,
         log_every=25,
     )

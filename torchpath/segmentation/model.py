@@ -22,9 +22,10 @@ class ConvBlock(nn.Module):
 
     def __init__(self, in_features: int, features: int, groups: int):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_features, features, 3, padding=1)
+        # No conv biases: the GroupNorm after each conv subtracts them again.
+        self.conv1 = nn.Conv2d(in_features, features, 3, padding=1, bias=False)
         self.norm1 = nn.GroupNorm(groups, features, eps=1e-5)  # PARITY: Flax's default is 1e-6
-        self.conv2 = nn.Conv2d(features, features, 3, padding=1)
+        self.conv2 = nn.Conv2d(features, features, 3, padding=1, bias=False)
         self.norm2 = nn.GroupNorm(groups, features, eps=1e-5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
