@@ -16,7 +16,8 @@ training sentences held out, `val_size`; the test split never chose anything):
   Lee's 10,662 sentences), a stated 90/10 split drawn from `split_seed` 0 (9,596 train, of
   which 960 validate / 1,066 test; shared_data/text/sentiment.py):
   ``roadmap run sentiment --framework torch|jax --data-dir ../shared/data``: test accuracy
-  77.7% (torch) / 78.2% (JAX), seed 1, 8-12 min a run on 2 overloaded CPU cores.
+  78.1% (torch) / 78.6% (JAX), mean of seeds 1 and 2 (each 0.8 apart), 8-40 min a run on
+  2 overloaded CPU cores.
 * ``transformer`` -- one pre-LayerNorm block (width 64, 4 heads) over 8,000 BPE ids, dropout
   0.3, Adam 1e-3, otherwise as ``default`` (``--variant transformer``): 76.5% / 75.9%.
   Both below Kim (2014)'s 81.0% with pretrained word2vec (his CNN-rand from scratch: 76.1%);
