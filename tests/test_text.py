@@ -288,6 +288,7 @@ def test_the_vocabulary_is_learned_from_the_training_split_only(tmp_path):
     config = types.SimpleNamespace(
         dataset="rt-polarity", data_dir=root, test_fraction=0.2, split_seed=0,
         limit_train=None, limit_test=None, tokenizer="word", vocab_size=500, max_len=6,
+        min_count=1, bucket_multiple=0,
     )  # fmt: skip
     dataset = load_sentiment(config, tmp_path)
     vocab = dataset.tokenizer.tokenizer.get_vocab()
