@@ -152,6 +152,7 @@ def variants() -> dict[str, SentimentConfig]:
             heads=2,
             batch_size=16,
             lr=1e-3,  # the parity harness's steps stay small
+            bucket_multiple=0,  # one JAX compile per smoke run (tests/test_sentiment.py buckets)
             epochs=2,
             eval_batch_size=20,
             limit_train=64,
