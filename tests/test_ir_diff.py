@@ -117,10 +117,14 @@ def test_text_and_markdown(cnn):
 # the optimizer discards the whitening kernel's gradient. And the LSTM's: JAX's scan
 # transposes every step, the first one's matmul with the initial (zero, constant) state
 # included, whose cotangent it then drops; torch's unrolled backward skips that matmul (h0
-# needs no gradient): 2*B*H*4H FLOPs fewer per direction.
+# needs no gradient): 2*B*H*4H FLOPs fewer per direction. And seq2seq's attention: torch's
+# CPU flash-attention backward recomputes the scores QK^T from the saved logsumexp (5
+# matmuls), where JAX's backward reads the probabilities its forward saved (4).
+ATTENTION = ("dec0/cross_attn", "dec0/self_attn", "dec1/cross_attn", "dec1/self_attn")
 KNOWN_FLOP_GAPS = {
     "cifar10": ["backward whiten"],
     "sentiment": ["backward bwd0", "backward fwd0"],
+    "seq2seq": [f"backward {a}" for a in (*ATTENTION, "enc0/attn", "enc1/attn")],
 }
 
 # torch unrolls the LSTM (aten.lstm decomposed step by step): 8 tokens, not 48, keep it quick

@@ -271,6 +271,23 @@ def _result(project_name: str, title: str, sides: dict[str, Any], **extra) -> di
     }
 
 
+def merge_layers(side: dict[str, Any], like: list[str]) -> dict[str, Any]:
+    """`side` with each layer nested in one of `like` (and its glue row) renamed to it."""
+    from comparisons.ir.rows import coarsen
+
+    layers = coarsen(side["layers"], like)
+    rename = {}
+    for layer in side["layers"]:
+        (target,) = coarsen([layer], like)
+        if target != layer:
+            rename |= {layer: target, f"after {layer}": f"after {target}"}
+    if not rename:
+        return side
+    for item in [*side["ops"], *side.get("kernel_rows", []), *side.get("time", {}).get("rows", [])]:
+        item["row"] = rename.get(item["row"], item["row"])
+    return {**side, "layers": layers}
+
+
 def diff_frameworks(project_name: str, config, batch_size: int = 8, **kw) -> dict[str, Any]:
     """JAX against torch for one config: the aligned tables and the per-layer FLOPs check."""
     from comparisons.registry import get_project
@@ -280,7 +297,8 @@ def diff_frameworks(project_name: str, config, batch_size: int = 8, **kw) -> dic
     # JAX's rows at torch's layer granularity where torch's module owns more (an nn.LSTM)
     like = torch_side["layers"]
     sides = {"jax": build_side("jax", project, config, batch_size, like=like, **kw)}
-    sides["torch"] = torch_side
+    # and torch's at JAX's where JAX's owns more (nn.MultiheadAttention's out_proj child)
+    sides["torch"] = merge_layers(torch_side, sides["jax"]["layers"])
     jf, tf = layer_flops(sides["jax"]), layer_flops(sides["torch"])
     gaps = sorted(f"{p} {r}" for p, r in set(jf) | set(tf) if jf.get((p, r)) != tf.get((p, r)))
     model = getattr(config, "model", "-")

@@ -68,6 +68,8 @@ ATEN_OPS: dict[str, str] = {
         "mm addmm bmm baddbmm matmul linear dot mv addmv einsum conv1d conv2d conv3d "
         "convolution _convolution convolution_backward mkldnn_convolution "
         "_scaled_dot_product_attention_math _scaled_dot_product_flash_attention "
+        "_scaled_dot_product_flash_attention_for_cpu "
+        "_scaled_dot_product_flash_attention_for_cpu_backward "
         "scaled_dot_product_attention _scaled_dot_product_efficient_attention",
     ),
     **_cat(

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import flop_registry
+from torch.utils.flop_counter import flop_registry, sdpa_backward_flop_count, sdpa_flop_count
 
 from comparisons.ir.opmap import aten_category, aten_name
 from comparisons.ir.torch_step import nbytes, op_name
@@ -44,13 +44,23 @@ def _line(node) -> str:
     return f"{frames[-1][0]}:{frames[-1][1]}" if frames else ""
 
 
+# SDPA's CPU flash kernels (the backward of a decomposed forward lands here): flop_registry
+# counts the CUDA flash ops only; the same formulas apply (grad_out, q, k, v shapes).
+_CPU_SDPA = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: sdpa_flop_count,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: sdpa_backward_flop_count,
+}
+
+
 def _flops(node) -> int:
     packet = getattr(node.target, "overloadpacket", None)
-    if packet not in flop_registry:
-        return 0
     val = lambda a: a.meta.get("val") if isinstance(a, torch.fx.Node) else a  # noqa: E731
     args = torch.fx.node.map_arg(node.args, val)
     kwargs = torch.fx.node.map_arg(node.kwargs, val)
+    if packet in _CPU_SDPA:  # FlopCounterMode has no formula for the CPU flash kernels
+        return _CPU_SDPA[packet](*(a.shape for a in args[: 4 if "backward" in str(packet) else 3]))
+    if packet not in flop_registry:
+        return 0
     try:
         return int(flop_registry[packet](*args, **kwargs, out_val=node.meta.get("val")))
     except Exception:  # noqa: BLE001 -- an op the formula cannot read counts 0, not a crash
