@@ -101,8 +101,11 @@ def _break_reasons() -> list[str]:
     return reasons
 
 
-def capture(fn, args, inductor: bool) -> dict[str, Any]:
-    """Run `fn(*args)` under torch.compile with a recording backend; graphs and Inductor code."""
+def capture(fn, args, inductor: bool, unroll_rnn: bool = False) -> dict[str, Any]:
+    """Run `fn(*args)` under torch.compile with a recording backend; graphs and Inductor code.
+
+    `unroll_rnn`: trace nn.LSTM/GRU/RNN modules into the graphs, step by step (below).
+    """
     from torch._functorch.aot_autograd import aot_module_simplified, make_boxed_func
 
     graphs: list[dict[str, Any]] = []
@@ -151,8 +154,10 @@ def capture(fn, args, inductor: bool) -> dict[str, Any]:
     # Dynamo leaves nn.RNN/LSTM/GRU modules out of its graphs unless allow_rnn is set (a
     # graph break per call: "Dynamo does not support RNN, GRU, or LSTM"), so the step's
     # recurrent layers ran eagerly, in no captured graph. With it, dynamo traces the module
-    # to aten.lstm, which AOTAutograd decomposes into the cell's ops, step by step.
-    allow_rnn = torch._dynamo.config.patch(allow_rnn=True)
+    # to aten.lstm, which AOTAutograd decomposes into the cell's ops, step by step. `roadmap
+    # ir diff` asks for it (the layer rows); plain `roadmap ir` does not: Inductor compiling
+    # sentiment's unrolled 48-step LSTM took 3.2 CPU-min user + 3.3 sys (46 min at load 25).
+    allow_rnn = torch._dynamo.config.patch(allow_rnn=unroll_rnn)
     try:
         with no_aot_cache, allow_rnn:
             torch.compile(fn, backend=backend)(*args)

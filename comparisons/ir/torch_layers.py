@@ -433,7 +433,7 @@ def torch_side(
     per_kernel = inductor and profile and compiled_time
     kernel_ranges = inductor_config.patch({"cpp.enable_kernel_profile": per_kernel})
     with kernel_ranges:
-        result = capture(dump.train.train_step, args, inductor=inductor)
+        result = capture(dump.train.train_step, args, inductor=inductor, unroll_rnn=True)
     ops, items = fx_ops(result["graphs"])
     assign_rows(ops, layers)
     side: dict[str, Any] = {"framework": "torch", "layers": layers, "ops": ops, "notes": []}
