@@ -54,7 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-torchscript", dest="torchscript", action="store_false")
     # `roadmap ir diff PROJECT`: "diff" lands in `project`, the project in `target`.
     parser.add_argument("target", nargs="?", help="after `diff`: the project to diff")
-    parser.add_argument("--a", help="ir diff: config overrides (KEY=VALUE ...) or a run folder")
+    parser.add_argument(
+        "--a",
+        help="ir diff: config overrides (KEY=VALUE ...; style=nnx, precision=bf16...), the run "
+        "options devices=N parallel=pmap|sharding|shard_map (JAX), or a run folder",
+    )
     parser.add_argument("--b", help="ir diff: the other side, as --a")
     parser.add_argument(
         "--no-profile", dest="profile", action="store_false", help="ir diff: no time column"
