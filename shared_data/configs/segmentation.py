@@ -8,9 +8,11 @@ whole held-out set (one numpy evaluator, `mean_iou`, for both frameworks' predic
 Variants (`get_config(variant)`), measured 2026-11-29 on 2 shared CPU cores (docs/RESULTS.md,
 docs/DETECTION_SEGMENTATION.md):
 
-* ``default`` -- 8,000 64x64 MNIST scenes of 1-3 digits (scale 0.75-1.5), 1,000 held out
-  from MNIST's test digits, Adam one-cycle, batch 32:
-  ``roadmap compare segmentation --data-dir ../shared/data`` (results in docs/RESULTS.md).
+* ``default`` -- 3,000 64x64 MNIST scenes of 1-3 digits (scale 0.75-1.5), 300 held out
+  from MNIST's test digits, Adam one-cycle, batch 32, 2 epochs:
+  ``roadmap run segmentation --framework torch|jax --data-dir ../shared/data`` reached a
+  test mIoU of only 8.5% (torch, 476 s) / 9.6% (JAX, 644 s) on 2 cores shared six ways:
+  background only, far from the issue's 85% (docs/RESULTS.md).
 * ``digits`` -- the offline quickstart on scikit-learn's embedded digits.
 * ``smoke`` -- a few steps on tiny scenes of embedded digits, for tests.
 
