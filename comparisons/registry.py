@@ -329,6 +329,10 @@ register(
         "(lax.while_loop under jit vs an eager loop), BLEU with sacrebleu",
         model_inputs=("source", "source_mask"),
         inputs=_seq2seq_inputs,
-        parity_overrides={"dropout": 0.0, "teacher_forcing": 1.0},
+        # The registry-wide checks name their model, except the three-step schedule check:
+        # it trains the GRU, since under Adam the transformer's attention key biases (whose
+        # gradient is exactly zero: a softmax ignores a per-query constant) move by rounding
+        # noise times lr, 2e-4 after three steps (docs/SEQ2SEQ.md, Parity).
+        parity_overrides={"dropout": 0.0, "teacher_forcing": 1.0, "model": "gru"},
     )
 )
