@@ -267,6 +267,25 @@ register(
 )
 
 
+register(
+    Project(
+        name="segmentation",
+        dataset="generated scenes of MNIST digits (shared_data/scenes.py), embedded digits, "
+        "or CIFAR-10 objects",
+        description="a small U-Net (GroupNorm, optional activation checkpointing) labels every "
+        "pixel of generated scenes; cross-entropy + Dice, mIoU",
+        inputs=lambda config: {
+            "image": InputSpec(
+                (config.canvas, config.canvas, config.channels), "float32", kind="unit"
+            ),
+            "label": InputSpec(
+                (config.canvas, config.canvas), "int32", num_classes=config.num_classes
+            ),
+        },
+    )
+)
+
+
 def _detection_inputs(config) -> dict[str, InputSpec]:
     cells, objects, classes = config.cells, config.max_objects, config.num_classes
     return {
@@ -287,25 +306,6 @@ register(
         description="a CenterNet-style detector (ResNet + FPN at stride 4; focal, GIoU and "
         "offset losses; peak decoding and class-aware NMS) scored by pycocotools' COCO mAP",
         inputs=_detection_inputs,
-    )
-)
-
-
-register(
-    Project(
-        name="segmentation",
-        dataset="generated scenes of MNIST digits (shared_data/scenes.py), embedded digits, "
-        "or CIFAR-10 objects",
-        description="a small U-Net (GroupNorm, optional activation checkpointing) labels every "
-        "pixel of generated scenes; cross-entropy + Dice, mIoU",
-        inputs=lambda config: {
-            "image": InputSpec(
-                (config.canvas, config.canvas, config.channels), "float32", kind="unit"
-            ),
-            "label": InputSpec(
-                (config.canvas, config.canvas), "int32", num_classes=config.num_classes
-            ),
-        },
     )
 )
 
