@@ -68,6 +68,23 @@ def _random_boxes(rng, n, size=100.0):
     return np.concatenate([corner, corner + extent], 1).astype(np.float32)
 
 
+def test_torch_fixed_nms_for_export_keeps_what_batched_nms_keeps():
+    rng = np.random.default_rng(7)
+    n, k = 3, 60
+    boxes = np.stack([_random_boxes(rng, k) for _ in range(n)])
+    scores = rng.random((n, k)).astype(np.float32)
+    classes = rng.integers(0, 3, (n, k))
+    valid = rng.random((n, k)) < 0.8
+    tensors = [torch.from_numpy(a) for a in (boxes, scores, classes, valid)]
+    ours = torch_boxes.fixed_nms(tensors[0], tensors[1], 0.5, 10, tensors[2], tensors[3])
+    assert ours.shape == (n, 10)
+    for i in range(n):
+        expected = torch_boxes.nms(
+            tensors[0][i], tensors[1][i], 0.5, 10, tensors[2][i], tensors[3][i]
+        )
+        np.testing.assert_array_equal(ours[i].numpy(), expected.numpy())
+
+
 @pytest.mark.parametrize("threshold", [0.2, 0.5, 0.7])
 def test_jax_nms_keeps_what_torchvision_keeps(threshold):
     rng = np.random.default_rng(int(threshold * 10))

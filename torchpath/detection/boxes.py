@@ -64,6 +64,35 @@ def nms(boxes, scores, iou_threshold: float, max_output: int, classes=None, vali
     return F.pad(kept, (0, max_output - len(kept)), value=-1)
 
 
+def fixed_nms(boxes, scores, iou_threshold: float, max_output: int, classes=None, valid=None):
+    """`nms` over a batch (n, k, 4) / (n, k) in fixed shapes, for torch.export: (n, max_output).
+
+    batched_nms returns as many indices as survive, a size torch.export cannot trace (it
+    guards on it); this is the JAX twin's algorithm, batched: sort once, then one pass over
+    the k positions drops the later boxes that overlap a surviving one. Tested equal to
+    batched_nms.
+    """
+    n, k = scores.shape
+    order = torch.argsort(-scores, dim=-1, stable=True)
+    ranked = torch.gather(boxes, 1, order[..., None].expand(n, k, 4))
+    # torchvision's box_iou, batched (a loop over the images would fix the batch size).
+    area = (ranked[..., 2] - ranked[..., 0]) * (ranked[..., 3] - ranked[..., 1])
+    low = torch.maximum(ranked[:, :, None, :2], ranked[:, None, :, :2])
+    high = torch.minimum(ranked[:, :, None, 2:], ranked[:, None, :, 2:])
+    size = (high - low).clamp(min=0)
+    inter = size[..., 0] * size[..., 1]
+    overlap = inter / (area[:, :, None] + area[:, None, :] - inter) > iou_threshold
+    if classes is not None:
+        ranked_classes = torch.gather(classes, 1, order)
+        overlap &= ranked_classes[:, :, None] == ranked_classes[:, None, :]
+    overlap &= torch.ones(k, k, dtype=torch.bool).triu(1)  # only later boxes are suppressed
+    alive = torch.ones(n, k, dtype=torch.bool) if valid is None else torch.gather(valid, 1, order)
+    for i in range(k):  # PARITY: JAX's lax.fori_loop; unrolled in the exported graph
+        alive = alive & ~(overlap[:, i] & alive[:, i : i + 1])
+    rank = torch.argsort((~alive).to(torch.int32), dim=-1, stable=True)[:, :max_output]
+    return torch.where(torch.gather(alive, 1, rank), torch.gather(order, 1, rank), -1)
+
+
 def detect(
     heatmap_logits: torch.Tensor,
     box_maps: torch.Tensor,
@@ -88,6 +117,13 @@ def detect(
     top, flat = torch.topk(scores.reshape(n, -1), top_k)
     cell, cls = flat // classes, flat % classes
     boxes = decode_boxes(box_maps, cell, stride)
+    if torch.compiler.is_exporting():  # fixed shapes: the batch size is symbolic there
+        valid = (top >= score_threshold) & (top > 0)
+        keep = fixed_nms(boxes, top, iou_threshold, max_detections, cls, valid)
+        rows = torch.cat([boxes, top[..., None], cls[..., None].to(boxes.dtype)], -1)
+        picked = torch.gather(rows, 1, keep.clamp(min=0)[..., None].expand(-1, -1, 6))
+        padding = torch.tensor([0, 0, 0, 0, 0, -1], dtype=boxes.dtype)
+        return torch.where((keep >= 0)[..., None], picked, padding)
     out = torch.zeros(n, max_detections, 6, dtype=boxes.dtype)
     out[..., 5] = -1
     for i in range(n):  # PARITY: JAX vmaps its fixed-size NMS over the images
