@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers share the cores: torch's OpenMP threads would spin-wait for each other's
+    # (BENCHMARKS.md, "OpenMP policy"); one thread a worker, set before torch is imported.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 

@@ -37,7 +37,13 @@ def _roadmap(*argv: str) -> None:
     assert code == 0, f"roadmap {' '.join(argv)} exited {code}"
 
 
-@pytest.fixture(scope="module", params=PROJECTS, ids=lambda p: p.name)
+# Under pytest-xdist (`--dist loadgroup`, pyproject.toml) a project's tests share one worker,
+# so its runs are made once.
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(p, marks=pytest.mark.xdist_group(p.name)) for p in PROJECTS],
+    ids=lambda p: p.name,
+)
 def project_runs(request, tmp_path_factory):
     """Every tool run once over the project's smoke variant, in one runs folder."""
     project = request.param
