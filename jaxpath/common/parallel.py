@@ -22,6 +22,9 @@ statistics are global already. Each device draws its own dropout mask (the step'
 folded with the device's index) in the per-device forms, and the global batch's mask in
 "sharding": the three agree exactly only for steps without randomness.
 
+No torchpath/common/parallel.py: torch has one form, DistributedDataParallel, whose setup
+is torchpath/common/distributed.py (the twin of jaxpath/common/distributed.py).
+
 Several processes (`jax.distributed.initialize`, jaxpath/common/distributed.py) run the same
 code: the mesh then spans every process's devices, and each process supplies its own rows
 of the global batch (`shared_data.batches.worker_slice` by process index).
