@@ -50,6 +50,30 @@ def test_terms_of_a_confident_correct_prediction(framework):
     np.testing.assert_allclose(terms[0], 0.0, atol=1e-5)  # CE + (1 - Dice)
 
 
+def test_background_weight_is_torch_cross_entropy_weight_in_both_frameworks():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 11, (2, 6, 6))
+    labels[:, :4] = 0  # mostly background, as in the scenes
+    logits = rng.normal(size=(2, 6, 6, 11)).astype(np.float32)  # NHWC
+    nchw = torch.from_numpy(logits).permute(0, 3, 1, 2)
+    weight = torch.tensor([0.1] + [1.0] * 10)
+    expected = [
+        torch.nn.functional.cross_entropy(
+            nchw[i : i + 1], torch.from_numpy(labels[i : i + 1]), weight=weight
+        )
+        for i in range(2)
+    ]
+    from jaxpath.segmentation import model as jax_model
+    from torchpath.segmentation import model as torch_model
+
+    jax_terms = np.asarray(jax_model.segmentation_terms(logits, labels, 1.0, 0.1))
+    torch_terms = torch_model.segmentation_terms(nchw, torch.from_numpy(labels), 1.0, 0.1)
+    np.testing.assert_allclose(torch_terms[1].numpy(), [float(e) for e in expected], rtol=1e-6)
+    np.testing.assert_allclose(jax_terms, torch_terms.numpy(), rtol=1e-5, atol=1e-6)
+    unweighted = torch_model.segmentation_terms(nchw, torch.from_numpy(labels), 1.0)
+    assert not np.allclose(unweighted[1].numpy(), torch_terms[1].numpy())  # the weight acts
+
+
 def test_jax_remat_same_loss_and_gradients():
     from jaxpath.segmentation import model, train
 

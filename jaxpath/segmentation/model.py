@@ -114,11 +114,17 @@ def dummy_input(config, batch_size: int = 1) -> jax.Array:
     return jnp.zeros((batch_size, config.canvas, config.canvas, config.channels), jnp.float32)
 
 
-def segmentation_terms(logits, labels, dice_weight: float):
-    """Per-image (loss, CE, soft Dice) [3, N] of logits [N, H, W, K] and labels [N, H, W]."""
+def segmentation_terms(logits, labels, dice_weight: float, background_weight: float = 1.0):
+    """Per-image (loss, CE, soft Dice) [3, N] of logits [N, H, W, K] and labels [N, H, W].
+
+    The CE is each image's weighted mean over its pixels, background pixels (label 0)
+    weighing `background_weight` and object pixels 1 (torch's `cross_entropy(weight=...)`).
+    """
     log_probs = jax.nn.log_softmax(logits, axis=-1)
     one_hot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
-    ce = -jnp.mean(jnp.sum(one_hot * log_probs, axis=-1), axis=(1, 2))
+    nll = -jnp.sum(one_hot * log_probs, axis=-1)
+    weights = jnp.where(labels == 0, background_weight, 1.0).astype(logits.dtype)
+    ce = jnp.sum(weights * nll, axis=(1, 2)) / jnp.sum(weights, axis=(1, 2))
     probs = jnp.exp(log_probs)
     # Soft Dice per image and class, averaged over the classes the image holds: counting
     # absent classes too rewards putting every object pixel in one class (training collapsed

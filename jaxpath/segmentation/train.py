@@ -32,9 +32,10 @@ PICTURE_SCENES = 8  # held-out scenes drawn each epoch
 
 
 class SegmentationState(TrainState):
-    """TrainState plus the loss's Dice weight (static: a change recompiles)."""
+    """TrainState plus the loss's Dice and background weights (static: a change recompiles)."""
 
     dice_weight: float = struct.field(pytree_node=False, default=1.0)
+    background_weight: float = struct.field(pytree_node=False, default=1.0)
 
 
 def create_state(config, steps_per_epoch: int, init_weights: Any = None) -> SegmentationState:
@@ -47,6 +48,7 @@ def create_state(config, steps_per_epoch: int, init_weights: Any = None) -> Segm
         (dummy_input(config),),
         state_class=SegmentationState,
         dice_weight=config.dice_weight,
+        background_weight=config.background_weight,
     )
 
 
@@ -54,7 +56,7 @@ def loss_fn(params, state: SegmentationState, batch, rng):
     """Mean per-image loss (CE + Dice) of the batch, its [3, N] terms and the logits."""
     del rng  # the model draws no random numbers
     logits = state.apply_fn({"params": params}, batch["image"])
-    terms = segmentation_terms(logits, batch["label"], state.dice_weight)
+    terms = segmentation_terms(logits, batch["label"], state.dice_weight, state.background_weight)
     return jnp.mean(terms[0]), (terms, logits)
 
 
@@ -71,7 +73,7 @@ def train_step(state: SegmentationState, batch, rng):
 def eval_step(state: SegmentationState, batch):
     """Metric sums of the model on `batch` (padding rows masked out)."""
     logits = predict(state, batch)
-    terms = segmentation_terms(logits, batch["label"], state.dice_weight)
+    terms = segmentation_terms(logits, batch["label"], state.dice_weight, state.background_weight)
     return segmentation_sums(terms, logits, batch["label"], batch.get("mask"))
 
 

@@ -54,7 +54,7 @@ class SegmentationConfig(TrainConfig):
     model: str = field("unet", one_of(*MODELS))  # encoder-decoder with skip connections
     source: str = field("mnist", one_of(*SOURCES))  # the objects pasted into the scenes
     canvas: int = field(64, at_least(8))  # scene side in pixels (a multiple of 2^levels)
-    train_scenes: int = field(3_000, at_least(1))  # generated training scenes
+    train_scenes: int = field(20_000, at_least(1))  # generated training scenes
     test_scenes: int = field(300, at_least(1))  # held-out scenes (the source's test split)
     scene_seed: int = field(0, at_least(0))  # the scenes; `seed` is the model's and the order's
     min_objects: int = field(1, at_least(1))  # objects drawn per scene (some may not fit)
@@ -65,6 +65,7 @@ class SegmentationConfig(TrainConfig):
     widths: tuple[int, ...] = field((8, 16, 32, 64), widths())  # channels per level
     groups: int = field(4, at_least(1))  # GroupNorm groups (divides every width)
     dice_weight: float = field(1.0, at_least(0))  # loss = CE + this x (1 - soft Dice)
+    background_weight: float = field(0.1, above(0))  # CE weight of background pixels (objects: 1)
     remat: str = field("none", one_of(*REMAT))
 
     def check(self) -> None:
@@ -184,7 +185,7 @@ def variants() -> dict[str, SegmentationConfig]:
         lr=3e-3,
         schedule="onecycle",
         batch_size=32,
-        epochs=2,
+        epochs=15,
         eval_batch_size=100,
         log_every=25,
     )

@@ -102,10 +102,18 @@ def create_model(config) -> nn.Module:
     )
 
 
-def segmentation_terms(logits, labels, dice_weight: float) -> torch.Tensor:
-    """Per-image (loss, CE, soft Dice) [3, N] of logits [N, K, H, W] and labels [N, H, W]."""
+def segmentation_terms(
+    logits, labels, dice_weight: float, background_weight: float = 1.0
+) -> torch.Tensor:
+    """Per-image (loss, CE, soft Dice) [3, N] of logits [N, K, H, W] and labels [N, H, W].
+
+    The CE is each image's weighted mean over its pixels, background pixels (label 0)
+    weighing `background_weight` and object pixels 1 (F.cross_entropy's `weight`, per image).
+    """
     log_probs = F.log_softmax(logits, dim=1)
-    ce = F.nll_loss(log_probs, labels, reduction="none").mean(dim=(1, 2))
+    nll = F.nll_loss(log_probs, labels, reduction="none")
+    weights = torch.where(labels == 0, background_weight, 1.0).to(logits.dtype)
+    ce = torch.sum(weights * nll, dim=(1, 2)) / torch.sum(weights, dim=(1, 2))
     probs = log_probs.exp()
     one_hot = F.one_hot(labels, logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
     # Soft Dice per image and class, averaged over the classes the image holds: counting

@@ -26,9 +26,10 @@ PICTURE_SCENES = 8  # held-out scenes drawn each epoch
 
 @dataclasses.dataclass
 class SegmentationState(TorchState):
-    """TorchState plus the loss's Dice weight."""
+    """TorchState plus the loss's Dice and background weights."""
 
     dice_weight: float = 1.0
+    background_weight: float = 1.0
 
 
 def create_state(config, steps_per_epoch: int, init_weights: Any = None) -> SegmentationState:
@@ -40,6 +41,7 @@ def create_state(config, steps_per_epoch: int, init_weights: Any = None) -> Segm
         init_weights,
         state_class=SegmentationState,
         dice_weight=config.dice_weight,
+        background_weight=config.background_weight,
     )
 
 
@@ -48,7 +50,7 @@ def loss_fn(state: SegmentationState, batch):
     # PARITY: JAX's loss_fn(params, state, batch, rng) takes the parameters explicitly; here
     # autograd finds them in the module.
     logits = state.model(batch["image"])
-    terms = segmentation_terms(logits, batch["label"], state.dice_weight)
+    terms = segmentation_terms(logits, batch["label"], state.dice_weight, state.background_weight)
     return torch.mean(terms[0]), (terms, logits)
 
 
@@ -71,7 +73,7 @@ def eval_step(state: SegmentationState, batch):
     """Metric sums of the model on `batch` (padding rows masked out)."""
     state.model.eval()
     logits = state.model(batch["image"])
-    terms = segmentation_terms(logits, batch["label"], state.dice_weight)
+    terms = segmentation_terms(logits, batch["label"], state.dice_weight, state.background_weight)
     return segmentation_sums(terms, logits, batch["label"], batch.get("mask"))
 
 
