@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
+from tqdm.auto import tqdm
 
 from shared_data.batches import iterate_batches, num_batches
 from shared_data.configs.base import override, to_dict
@@ -102,9 +103,11 @@ def train(config, workdir: Path, minutes: float, lr: float, warmup: int, image_s
     for epoch in range(config.epochs):
         model.train()
         epoch_start = time.perf_counter()
-        for batch in iterate_batches(
-            dataset.train, config.batch_size, seed=config.seed, epoch=epoch
-        ):
+        batches = iterate_batches(dataset.train, config.batch_size, seed=config.seed, epoch=epoch)
+        bar = tqdm(
+            batches, total=steps_per_epoch, desc=f"{FRAMEWORK} epoch {epoch + 1}", unit="batch"
+        )
+        for batch in bar:
             losses = model(as_inputs(batch["image"]), as_targets(batch))
             loss = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
@@ -115,8 +118,10 @@ def train(config, workdir: Path, minutes: float, lr: float, warmup: int, image_s
             if step % config.log_every == 0:
                 values = {k: float(v.detach()) for k, v in losses.items()}
                 logger.log("train", step, epoch, loss=float(loss.detach()), **values)
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
             if time.perf_counter() - start > budget:
                 break
+        bar.close()
         train_time += time.perf_counter() - epoch_start
         predictions = predict(model, dataset.test["image"], config.max_detections)
         scores = coco_map(predictions, dataset.test)
