@@ -6,13 +6,13 @@ heatmaps, GIoU on the box decoded at each object's centre and L1 on the centre o
 predictions are decoded from heatmap peaks and filtered by class-aware NMS (torchvision's
 batched_nms in torch, a fixed-size jit-compatible one in JAX); COCO box mAP by pycocotools
 (mAP@0.5 is the headline). Variants (`get_config(variant)`), measured 2026-11-29 on
-2 shared CPU cores (docs/RESULTS.md, docs/DETECTION_SEGMENTATION.md):
+one CPU core each (docs/RESULTS.md, docs/DETECTION_SEGMENTATION.md):
 
 * ``default`` -- 8,000 MNIST scenes (1,000 held out, made of MNIST's test digits), Adam
   one-cycle to 2e-3, batch 32, 6 epochs: ``roadmap run detection --framework jax|torch
-  --data-dir ../shared/data`` reached mAP@0.5 / mAP@[.5:.95] of 0.932 / 0.667 (JAX) and
-  0.933 / 0.670 (torch, ``OMP_NUM_THREADS=1``), both past 0.90 at epoch 3, in 57 / 63
-  minutes of training on 2 cores shared with ~10 other jobs (docs/RESULTS.md).
+  --data-dir ../shared/data`` reached mAP@0.5 / mAP@[.5:.95] of 0.933 / 0.671 (JAX) and
+  0.933 / 0.670 (torch), both past 0.90 at epoch 3; the whole run takes 4.2 (JAX) / 3.0
+  (torch) minutes on one quiet core (docs/RESULTS.md).
 * ``digits`` -- the offline quickstart on scikit-learn's embedded digits (not measured yet).
 * ``smoke`` -- a few steps on 64x64 scenes of embedded digits, for tests.
 
