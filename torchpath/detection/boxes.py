@@ -117,21 +117,17 @@ def detect(
     top, flat = torch.topk(scores.reshape(n, -1), top_k)
     cell, cls = flat // classes, flat % classes
     boxes = decode_boxes(box_maps, cell, stride)
+    valid = (top >= score_threshold) & (top > 0)
+    rows = torch.cat([boxes, top[..., None], cls[..., None].to(boxes.dtype)], -1)
     if torch.compiler.is_exporting():  # fixed shapes: the batch size is symbolic there
-        valid = (top >= score_threshold) & (top > 0)
         keep = fixed_nms(boxes, top, iou_threshold, max_detections, cls, valid)
-        rows = torch.cat([boxes, top[..., None], cls[..., None].to(boxes.dtype)], -1)
         picked = torch.gather(rows, 1, keep.clamp(min=0)[..., None].expand(-1, -1, 6))
         padding = torch.tensor([0, 0, 0, 0, 0, -1], dtype=boxes.dtype)
         return torch.where((keep >= 0)[..., None], picked, padding)
     out = torch.zeros(n, max_detections, 6, dtype=boxes.dtype)
     out[..., 5] = -1
     for i in range(n):  # PARITY: JAX vmaps its fixed-size NMS over the images
-        valid = (top[i] >= score_threshold) & (top[i] > 0)
-        keep = nms(boxes[i], top[i], iou_threshold, max_detections, cls[i], valid)
+        keep = nms(boxes[i], top[i], iou_threshold, max_detections, cls[i], valid[i])
         keep = keep[keep >= 0]
-        rows = torch.cat(
-            [boxes[i, keep], top[i, keep, None], cls[i, keep, None].to(boxes.dtype)], -1
-        )
-        out[i, : len(keep)] = rows
+        out[i, : len(keep)] = rows[i, keep]
     return out
