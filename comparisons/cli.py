@@ -1,4 +1,4 @@
-"""`roadmap`: list, run, compare, ir, bench and report -- the command line of the project."""
+"""`roadmap`: list, run, compare, evaluate, ir, bench and report -- the project's command line."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from comparisons.runtime import MALLOCS, RUNTIMES
 from shared_data.configs.base import ConfigError, UnknownNameError
 from shared_data.errors import DataError
 
-TOOLS = ("ir", "bench", "report", "export", "serve", "loadtest", "autodiff", "styles", "pergrad")
+TOOLS = (
+    "ir", "bench", "report", "export", "serve", "loadtest", "autodiff", "styles", "pergrad",
+    "evaluate",
+)  # fmt: skip
 
 
 def _add_common(

@@ -10,11 +10,13 @@ augmentation and host-side evaluator). No project is named here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,55 @@ def check_resume_config(path: Path, config) -> None:
             f"cannot resume {path.parent} with a different config ({details}); "
             "repeat the original flags, or start a new run"
         )
+
+
+class Evaluated(Exception):  # noqa: N818 - an outcome, not a failure
+    """What `fit` raises under `evaluate_only()`: `result` = {"step", "test", "val", ...}."""
+
+    def __init__(self, result: dict):
+        super().__init__(f"evaluated the checkpoint of step {result['step']}")
+        self.result = result
+
+
+_EVALUATE_ONLY: ContextVar[bool] = ContextVar("roadmap_evaluate_only", default=False)
+
+
+@contextlib.contextmanager
+def evaluate_only() -> Iterator[None]:
+    """Within it, `fit` trains nothing: it evaluates the run's newest checkpoint and raises
+    `Evaluated` with the scores (`roadmap evaluate`, comparisons/evaluate.py).
+
+    Each project's `train_and_evaluate` builds its data, vocabulary, task and state as for a
+    resumed run, so one command evaluates any project's run under changed evaluation
+    settings (seq2seq: `--set decode=beam`) without a line of project code; the exception
+    skips whatever a project does with a finished summary.
+    """
+    token = _EVALUATE_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _EVALUATE_ONLY.reset(token)
+
+
+def _evaluate_checkpoint(fw, task, config, workdir, checkpointer, state, splits, steps, predict):
+    """Raise Evaluated with every split's scores of the newest readable checkpoint."""
+    try:
+        if checkpointer.latest_step() is None:
+            raise ConfigError(f"{workdir} holds no checkpoint to evaluate; train the run first")
+        state, _, step = restore_readable(fw, checkpointer, state, set_aside=False)
+    finally:
+        checkpointer.close()
+    result: dict[str, Any] = {"framework": fw.name, "step": step}
+    eval_step, final_eval_step = steps
+    for split, arrays in splits:
+        if num_examples(arrays):
+            start = time.perf_counter()
+            result[split] = evaluate(
+                fw, task, final_eval_step or eval_step, state, arrays, config.eval_batch_size,
+                predict,
+            )  # fmt: skip
+            result[f"{split}_time_s"] = time.perf_counter() - start
+    raise Evaluated(result)
 
 
 def train_steps_per_epoch(config, dataset) -> int:
@@ -184,6 +235,9 @@ def fit(
         total_steps = min(total_steps, config.max_steps)
 
     checkpointer = fw.checkpointer(workdir / "checkpoints")
+    if _EVALUATE_ONLY.get():  # `roadmap evaluate`: the last evaluation of a run, no training
+        splits, steps = (("test", dataset.test), ("val", val)), (eval_step, final_eval_step)
+        _evaluate_checkpoint(fw, task, config, workdir, checkpointer, state, splits, steps, predict)
     meta: dict[str, Any] = {"history": [], "train_sums": None}
     if not resume and checkpointer.latest_step() is not None:
         # Mixing a new run into an old run's checkpoints would make a later resume lie.

@@ -61,6 +61,35 @@ def _gru_pair(single_bias: bool, seed: int = 0):
     return torch_gru, flax_gru, variables, x
 
 
+def test_split_bahdanau_energy_equals_the_concatenated_one_in_both_frameworks():
+    """attn([s; h]) == W[:, :H] s + (W[:, H:] h + b): the encoder's half is precomputed."""
+    project = get_project("seq2seq")
+    pair = make_pair(project, parity_config(project, "gru"))
+    batch = project.example_batch(4, seed=5, config=pair.config)
+    source, mask = batch["source"], batch["source_mask"]
+    model, variables = pair.jax_state.apply_fn, {"params": pair.jax_state.params}
+    memory = model(variables, source, mask, method="encode")
+    hidden = memory["hidden"] + 0.1  # any decoder state
+    split = model(variables, hidden, memory["keys"], memory["valid"], method="attend")
+    kernel, bias = (pair.jax_state.params["attn"][k] for k in ("kernel", "bias"))
+    repeated = jnp.broadcast_to(hidden[:, None], (*memory["outputs"].shape[:2], hidden.shape[-1]))
+    energy = jnp.tanh(jnp.concatenate([repeated, memory["outputs"]], -1) @ kernel + bias)
+    scores = (energy @ pair.jax_state.params["attn_v"]["kernel"])[..., 0]
+    concatenated = jax.nn.softmax(jnp.where(memory["valid"], scores, -1e10), -1)
+    assert max_abs_diff(split, concatenated) <= TOL
+
+    net = pair.torch_state.model.eval()
+    with torch.no_grad():
+        tmem = net.encode(*(torch.from_numpy(np.asarray(x)) for x in (source, mask)))
+        th = tmem["hidden"] + 0.1
+        tsplit = net.attend(th, tmem["keys"], tmem["valid"])
+        trep = th[:, None].expand(-1, tmem["outputs"].shape[1], -1)
+        tenergy = torch.tanh(net.attn(torch.cat([trep, tmem["outputs"]], -1)))
+        tscores = torch.where(tmem["valid"], net.attn_v(tenergy)[..., 0], -1e10)
+        assert max_abs_diff(tsplit, torch.softmax(tscores, -1)) <= TOL
+    assert max_abs_diff(split, tsplit) <= TOL  # and the two frameworks agree
+
+
 @pytest.mark.parametrize("single_bias", [False, True], ids=["two_biases", "single_bias"])
 def test_gru_gates_port_with_b_hn_inside_the_reset_product(single_bias):
     torch_gru, flax_gru, variables, x = _gru_pair(single_bias)

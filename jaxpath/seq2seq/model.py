@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxpath.common.init import TorchDense, torch_kernel_init
+from jaxpath.common.init import TorchDense, torch_bias_init, torch_kernel_init
 from jaxpath.common.rnn import TorchGRU
 
 # PARITY: torch's nn.Embedding draws N(0, 1); Flax's Embed scales by 1/sqrt(features).
@@ -47,6 +47,28 @@ def gather_time(x, index):
     return jnp.take_along_axis(x, index[..., None], axis=1)
 
 
+class SplitDense(nn.Module):
+    """TorchDense(features, in_features) that can also apply a slice of its input rows alone.
+
+    W [x; y] + b == W[:n] x + (W[n:] y + b). Bahdanau's energy reads [decoder state; encoder
+    output]: split this way, the encoder's half is computed once per sentence instead of once
+    per decoder step (a 3x smaller matmul a step). Same parameters ("kernel" [in, out],
+    "bias") and initialisation as nn.Dense, so ported weights and seeds are unchanged.
+    """
+
+    features: int
+    in_features: int
+
+    def setup(self):
+        self.kernel = self.param("kernel", torch_kernel_init, (self.in_features, self.features))
+        self.bias = self.param("bias", torch_bias_init(self.in_features), (self.features,))
+
+    def __call__(self, x, start: int = 0, bias: bool = True):
+        """x @ kernel[start : start + x.shape[-1]] (+ bias)."""
+        y = x @ self.kernel[start : start + x.shape[-1]]
+        return y + self.bias if bias else y
+
+
 def _gru(hidden: int, name: str) -> TorchGRU:
     # PARITY: one trainable bias per gate (torch's twin keeps bias_hh as a zero buffer).
     return TorchGRU(hidden, batch_first=True, recurrent_bias=False, name=name)
@@ -66,7 +88,7 @@ class GRUAttention(nn.Module):
         self.src_embed = nn.Embed(self.vocab_size, self.embed_dim, embedding_init=embedding_init)
         self.enc_fwd, self.enc_bwd = _gru(h, "enc_fwd"), _gru(h, "enc_bwd")
         self.enc_fc = TorchDense(h, 2 * h)  # both final states -> the decoder's first state
-        self.attn = TorchDense(h, 3 * h)  # [decoder state; encoder output] -> energy
+        self.attn = SplitDense(h, 3 * h)  # [decoder state; encoder output] -> energy
         self.attn_v = TorchDense(1, h, use_bias=False)
         self.tgt_embed = nn.Embed(self.vocab_size, self.embed_dim, embedding_init=embedding_init)
         self.dec_rnn = _gru(h, "dec_rnn")  # reads [embedding; context]
@@ -85,23 +107,27 @@ class GRUAttention(nn.Module):
         last = jnp.take_along_axis(forward, (lengths - 1)[:, None, None], axis=1)[:, 0]
         hidden = jnp.tanh(self.enc_fc(jnp.concatenate([last, backward[:, 0]], axis=-1)))
         outputs = jnp.concatenate([forward, backward], axis=-1)
-        return {"outputs": outputs, "valid": valid_positions(source_mask), "hidden": hidden}
+        keys = self.attn(outputs, start=self.hidden)  # the energy's encoder half, once
+        valid = valid_positions(source_mask)
+        return {"outputs": outputs, "keys": keys, "valid": valid, "hidden": hidden}
 
     def initial_state(self, memory, max_len: int):
         """The decoder's state before the first step: the encoder's summary [B, H]."""
         return memory["hidden"]
 
-    def attend(self, hidden, outputs, valid):
-        """Bahdanau attention [B, S] of the decoder state over the real source positions."""
-        repeated = jnp.broadcast_to(hidden[:, None, :], (*outputs.shape[:2], hidden.shape[-1]))
-        energy = jnp.tanh(self.attn(jnp.concatenate([repeated, outputs], axis=-1)))
+    def attend(self, hidden, keys, valid):
+        """Bahdanau attention [B, S] of the decoder state over the real source positions.
+
+        energy = tanh(attn([hidden; output])), with the output's half precomputed as `keys`.
+        """
+        energy = jnp.tanh(keys + self.attn(hidden, bias=False)[:, None, :])
         scores = jnp.where(valid, self.attn_v(energy)[..., 0], MASKED)
         return jax.nn.softmax(scores, axis=-1)
 
     def decode_step(self, memory, hidden, tokens, t=None, train: bool = False):
         """(logits [B, V], next state [B, H], attention [B, S]) after reading `tokens` [B]."""
         embedded = self.drop(self.tgt_embed(tokens), deterministic=not train)
-        weights = self.attend(hidden, memory["outputs"], memory["valid"])
+        weights = self.attend(hidden, memory["keys"], memory["valid"])
         context = jnp.einsum("bs,bsd->bd", weights, memory["outputs"])
         rnn_input = jnp.concatenate([embedded, context], axis=-1)[:, None, :]
         output, h_n = self.dec_rnn(rnn_input, initial_state=hidden[None])

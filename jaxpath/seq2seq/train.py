@@ -123,7 +123,7 @@ def train_and_evaluate(
     """Train and evaluate per `config`; logs, checkpoints, vocabulary and pictures in `workdir`."""
     dataset = load_translation(config, workdir)
     state = create_state(config, train_steps_per_epoch(config, dataset), init_weights)
-    task = get_task(config, bleu(dataset.tokenizer))
+    task = get_task(config, bleu(dataset.tokenizer, config.bleu_bootstrap))
     pictures = None
     if config.attention_maps:
         count = min(config.attention_maps, len(dataset.test["source"]))

@@ -168,25 +168,36 @@ def detokenize(tokenizer: TextTokenizer, rows: np.ndarray) -> list[str]:
     return [tokenizer.decode(strip_ids(row)) for row in rows]
 
 
-def corpus_bleu(hypotheses: list[str], *references: list[str]) -> float:
+def corpus_bleu(hypotheses: list[str], *references: list[str], bootstrap: int = 0):
     """sacrebleu's corpus BLEU (0-100, its default 13a tokenisation) of detokenized text.
 
     `references`: one or more reference streams, each with one sentence per hypothesis.
+    With `bootstrap` = N > 1 resamples, (BLEU, half-width of sacrebleu's 95% bootstrap
+    interval over the test sentences) instead: the sampling noise of the test set itself.
     """
     import sacrebleu  # a host-side dependency of this evaluator only
 
     for stream in references:
         if len(stream) != len(hypotheses):
             raise ValueError(f"{len(hypotheses)} hypotheses for {len(stream)} references")
+    if bootstrap > 1:
+        score = sacrebleu.metrics.BLEU().corpus_score(hypotheses, list(references), bootstrap)
+        return float(score.score), float(score._ci)  # sacrebleu keeps the interval there
     return float(sacrebleu.corpus_bleu(hypotheses, list(references)).score)
 
 
-def bleu(tokenizer: TextTokenizer):
-    """The Task evaluator: BLEU of `predict`'s decoded ids against the split's targets."""
+def bleu(tokenizer: TextTokenizer, bootstrap: int = 0):
+    """The Task evaluator: BLEU of `predict`'s decoded ids against the split's targets.
+
+    `bootstrap` > 1 adds "bleu_ci95", the half-width of the 95% bootstrap interval.
+    """
 
     def evaluate(predictions: np.ndarray, arrays) -> dict[str, float]:
         hypotheses = detokenize(tokenizer, predictions)
         references = detokenize(tokenizer, arrays["target"][: len(predictions)])
+        if bootstrap > 1:
+            score, half_width = corpus_bleu(hypotheses, references, bootstrap=bootstrap)
+            return {"bleu": score, "bleu_ci95": half_width}
         return {"bleu": corpus_bleu(hypotheses, references)}
 
     return evaluate

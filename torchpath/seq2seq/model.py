@@ -44,6 +44,17 @@ def gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, 1, index[..., None].expand(-1, -1, x.shape[-1]))
 
 
+def linear_rows(layer: nn.Linear, x: torch.Tensor, start: int = 0, bias: bool = True):
+    """layer applied to a slice of its inputs: W[:, start : start + x.shape[-1]] x (+ b).
+
+    W [x; y] + b == W[:, :n] x + (W[:, n:] y + b). Bahdanau's energy reads [decoder state;
+    encoder output]: split this way, the encoder's half is computed once per sentence instead
+    of once per decoder step (a 3x smaller matmul a step), with the same nn.Linear parameters.
+    """
+    weight = layer.weight[:, start : start + x.shape[-1]]
+    return nn.functional.linear(x, weight, layer.bias if bias else None)
+
+
 def single_bias_gru(input_size: int, hidden: int) -> nn.GRU:
     """A batch-first nn.GRU with one trainable bias per gate (b_ih), as its Flax twin has."""
     gru = nn.GRU(input_size, hidden, batch_first=True)
@@ -91,23 +102,27 @@ class GRUAttention(nn.Module):
         )
         hidden = torch.tanh(self.enc_fc(torch.cat([last[:, 0], backward[:, 0]], dim=-1)))
         outputs = torch.cat([forward, backward], dim=-1)
-        return {"outputs": outputs, "valid": valid_positions(source_mask), "hidden": hidden}
+        keys = linear_rows(self.attn, outputs, start=hidden.shape[-1])  # the energy's encoder half
+        valid = valid_positions(source_mask)
+        return {"outputs": outputs, "keys": keys, "valid": valid, "hidden": hidden}
 
     def initial_state(self, memory: dict, max_len: int) -> torch.Tensor:
         """The decoder's state before the first step: the encoder's summary [B, H]."""
         return memory["hidden"]
 
-    def attend(self, hidden, outputs, valid):
-        """Bahdanau attention [B, S] of the decoder state over the real source positions."""
-        repeated = hidden[:, None, :].expand(-1, outputs.shape[1], -1)
-        energy = torch.tanh(self.attn(torch.cat([repeated, outputs], dim=-1)))
+    def attend(self, hidden, keys, valid):
+        """Bahdanau attention [B, S] of the decoder state over the real source positions.
+
+        energy = tanh(attn([hidden; output])), with the output's half precomputed as `keys`.
+        """
+        energy = torch.tanh(keys + linear_rows(self.attn, hidden, bias=False)[:, None, :])
         scores = torch.where(valid, self.attn_v(energy)[..., 0], MASKED)
         return torch.softmax(scores, dim=-1)
 
     def decode_step(self, memory: dict, hidden, tokens, t=None):
         """(logits [B, V], next state [B, H], attention [B, S]) after reading `tokens` [B]."""
         embedded = self.drop(self.tgt_embed(tokens))
-        weights = self.attend(hidden, memory["outputs"], memory["valid"])
+        weights = self.attend(hidden, memory["keys"], memory["valid"])
         context = torch.einsum("bs,bsd->bd", weights, memory["outputs"])
         rnn_input = torch.cat([embedded, context], dim=-1)[:, None, :]
         output, h_n = self.dec_rnn(rnn_input, hidden[None].contiguous())
