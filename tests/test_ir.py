@@ -255,6 +255,25 @@ def test_hlo_flops_count_the_forward_convention():
     assert flops["ops"][1]["dense_flops"] == 2 * 8 * 26 * 26 * 32 * 9 * 64
 
 
+def test_hlo_flops_count_a_loop_body_once_per_trip():
+    """A scanned matmul's forward and backward dots run 32 times each (known_trip_count)."""
+    import jax
+    import jax.numpy as jnp
+
+    def f(w, x):
+        return jax.lax.scan(lambda h, _: (jnp.tanh(h @ w), None), x, None, length=32)[0].sum()
+
+    w, x = jnp.ones((64, 64)), jnp.ones((8, 64))
+    one_dot = 2 * 8 * 64 * 64
+    forward = hlo_matmul_conv_flops(jax.jit(f).lower(w, x).compile().as_text())
+    assert forward["total"] == 32 * one_dot
+    grad = hlo_matmul_conv_flops(jax.jit(jax.grad(f)).lower(w, x).compile().as_text())
+    assert grad["total"] == 3 * 32 * one_dot  # the tuple-shaped backward loop is found too
+    assert {op["runs"] for op in grad["ops"]} == {32} and {op["flops"] for op in grad["ops"]} == {
+        one_dot
+    }
+
+
 def test_normalizers_and_maps():
     norm = normalize_hlo(HLO.replace("\\\n", ""))
     assert "metadata" not in norm and "%v0" in norm and "%x" not in norm

@@ -211,6 +211,46 @@ def hlo_instructions(text: str) -> list[dict[str, Any]]:
     return out
 
 
+_CALLEES = re.compile(
+    r"\b(body|condition|calls|to_apply|branch_computations)=(\{[^}]*\}|%?[\w.\-]+)"
+)
+_TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
+
+
+def computation_runs(text: str) -> dict[str, int]:
+    """How many times each computation of an HLO module runs in one call of the module.
+
+    A while loop's body runs its known trip count times per run of the loop's computation;
+    fused, called and applied computations (and loop conditions, counted once) run as often
+    as their caller. The computations nothing calls (ENTRY) run once. Lines are read raw: a
+    loop's tuple shape (with its /*index=5*/ comments) is beyond `hlo_instructions`.
+    """
+    calls: dict[str, list[tuple[str, int]]] = {}
+    comp = ""
+    for line in text.splitlines():
+        if line and not line.startswith(" ") and line.rstrip().endswith("{"):
+            comp = (_HLO_COMP.match(line) or re.match(r"(.*)", line)).group(1)
+            calls.setdefault(comp, [])
+            continue
+        trips = _TRIP_COUNT.search(line)
+        for key, names in _CALLEES.findall(line):
+            factor = int(trips.group(1)) if key == "body" and trips else 1
+            for name in re.findall(r"%?([\w.\-]+)", names):
+                calls[comp].append((name, factor))
+    called = {name for callees in calls.values() for name, _ in callees}
+    runs: dict[str, int] = {}
+
+    def visit(comp: str, n: int, depth: int = 0) -> None:
+        runs[comp] = runs.get(comp, 0) + n  # each call site runs it
+        if depth < 64:  # HLO call graphs are acyclic and shallow
+            for callee, factor in calls.get(comp, ()):
+                visit(callee, n * factor, depth + 1)
+
+    for comp in set(calls) - called:
+        visit(comp, 1)
+    return runs
+
+
 def _spatial(labels: str, dims: list[int]) -> int:
     """Product of the spatial dims (labelled by digits in XLA's dim_labels)."""
     return math.prod(n for lab, n in zip(labels, dims, strict=True) if lab.isdigit())
@@ -240,8 +280,14 @@ def hlo_matmul_conv_flops(text: str) -> dict[str, Any]:
     every gradient convolution what its forward convolution costs; taking the smaller extent
     reproduces that for forward, input-gradient, weight-gradient, strided and transposed convs
     (a transposed conv's weight gradient: `conv_taps` skips the holes of its dilated input).
+
+    An instruction inside a while loop's body runs once per trip: each op's "runs" is the
+    product of the trip counts XLA knows for the loops around it (`known_trip_count` of the
+    optimized HLO; 1 where none is known, as before optimization), and the totals count
+    flops x runs (a scanned GRU's decoder is 32 runs of its step, not one).
     """
     insts = hlo_instructions(text)
+    runs = computation_runs(text)
     shapes = {(i["computation"], i["name"]): i["dims"] for i in insts}
     ops, totals, dense_total = [], {"dot": 0, "convolution": 0}, 0
     for inst in insts:
@@ -275,15 +321,17 @@ def hlo_matmul_conv_flops(text: str) -> dict[str, Any]:
                 [int(d) for d in dilate.group(1).split("x")] if dilate else None,
             )
             flops = 2 * others * taps * features
-        totals[inst["op"]] += flops
-        dense_total += dense
+        n = runs.get(inst["computation"], 1)
+        totals[inst["op"]] += flops * n
+        dense_total += dense * n
         ops.append(
             {
                 "op": inst["op"],
                 "name": inst["name"],
                 "shape": inst["shape"],
-                "flops": flops,
+                "flops": flops,  # one execution
                 "dense_flops": dense,
+                "runs": n,
             }
         )
     return {"total": sum(totals.values()), "dense_total": dense_total, "by_op": totals, "ops": ops}
