@@ -15,15 +15,14 @@ for every project without project code. The scores are printed and written to
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import time
 from pathlib import Path
 
 from comparisons.registry import FRAMEWORKS, get_project
-from comparisons.runfolders import resolve_run
-from shared_data.configs.base import from_dict, override, validate
-from shared_data.runlog import CONFIG_FILE, write_json
+from comparisons.runfolders import resolve_run, stored_config
+from shared_data.configs.base import override, validate
+from shared_data.runlog import write_json
 
 TAKES_CONFIG = False  # the config is the run's; --set changes it (added below)
 
@@ -49,9 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def eval_config(project, path: Path, changes: list[str], data_dir: str | None):
     """The run's config with `changes` ("key=value") applied, validated."""
-    stored = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-    stored.pop("framework", None)
-    config = from_dict(type(project.config()), stored)
+    config = stored_config(project, path)
     if data_dir is not None:
         config = override(config, {"data_dir": data_dir})
     config = override(config, list(changes))

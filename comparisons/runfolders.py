@@ -48,6 +48,15 @@ def resolve_run(
     return path
 
 
+def stored_config(project, path: str | Path, **changes: Any):
+    """The config a run trained with (its config.json), with `changes` to its fields."""
+    from shared_data.configs.base import from_dict
+
+    stored = json.loads((Path(path) / CONFIG_FILE).read_text(encoding="utf-8"))
+    stored.pop("framework", None)
+    return from_dict(type(project.config()), {**stored, **changes})
+
+
 def load_trained(project, framework: str, path: str | Path) -> tuple[Any, Any, int]:
     """(config, state, step) of a run folder: its config and newest readable checkpoint.
 
@@ -57,14 +66,10 @@ def load_trained(project, framework: str, path: str | Path) -> tuple[Any, Any, i
     import importlib
 
     from comparisons.registry import FRAMEWORKS
-    from shared_data.configs.base import from_dict
     from shared_data.training import restore_readable
 
     path = Path(path)
-    stored = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-    stored.pop("framework", None)
-    stored["data_dir"] = None  # inference reads no data; the folder may be gone
-    config = from_dict(type(project.config()), stored)
+    config = stored_config(project, path, data_dir=None)  # inference reads no data
     state = project.module(framework).create_state(config, 1)
     fw = importlib.import_module(f"{FRAMEWORKS[framework]}.common.loop").FRAMEWORK
     checkpointer = fw.checkpointer(path / "checkpoints")
