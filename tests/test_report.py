@@ -289,3 +289,17 @@ def test_runs_with_different_headlines_are_each_judged_by_their_own(tmp_path):
         value = summary["history"][-1][metric]
         shown = f"{100 * value:.2f}%" if metric == "test_accuracy" else f"{value:.4f}"
         assert f"{metric.removeprefix('test_')} {shown}" in html, (model, shown)
+
+
+def test_re_evaluations_are_listed_and_a_broken_one_is_a_note(tmp_path):
+    from comparisons.cli import main
+
+    argv = ["run", "regression", "--framework", "torch", "--variant", "smoke", "--run-id", "r1"]
+    assert main([*argv, "--workdir", str(tmp_path), "--no-progress"]) == 0
+    run = tmp_path / "regression" / "torch" / "r1"
+    assert main(["evaluate", "regression", "--framework", "torch", "--workdir", str(tmp_path),
+                 "--set", "eval_batch_size=7", "--no-progress"]) == 0  # fmt: skip
+    (run / "evals" / "broken.json").write_text("{not json", encoding="utf-8")
+    html = report.build_report(tmp_path, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "re-evaluations" in html and "eval_batch_size=7" in html
+    assert "could not parse" in html and "broken.json" in html

@@ -231,8 +231,36 @@ def runs_section(page: Page, name: str, pdir: Path) -> Html:
     headers += ["test loss"] * loss_column
     headers += ["train examples/s", "first step (compile) s", "wall s", "params", "notes"]
     parts.append(table(headers[: len(rows[0])], rows))
+    parts.append(evals_section(page, runs))
     parts.append(images_section(page, runs))
     return Html("".join(parts))
+
+
+def evals_section(page: Page, runs: list[dict[str, Any]]) -> Html:
+    """The runs' re-evaluations (`roadmap evaluate`: `<run>/evals/*.json`), one row each."""
+    rows = []
+    for run in sorted(runs, key=lambda r: (r["framework"], r["run_id"])):
+        folder = run["path"] / "evals"
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            data, note = page.load_dict(path, "")
+            if data is None:
+                rows.append([fw_badge(run["framework"]), run["run_id"], path.stem, "", note])
+                continue
+            test = data.get("test") if isinstance(data.get("test"), dict) else {}
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in test.items() if isinstance(v, int | float))
+            rows.append(
+                [
+                    fw_badge(run["framework"]),
+                    page.link(run["path"], run["run_id"]),
+                    page.link(path, ", ".join(data.get("overrides") or []) or "as trained"),
+                    cell(data.get("step")),
+                    cell(shown),
+                ]
+            )
+    if not rows:
+        return Html("")
+    heading = "<p><b>re-evaluations</b> (<code>roadmap evaluate</code>, newest checkpoint)</p>"
+    return Html(heading + table(["framework", "run id", "settings", "step", "test"], rows))
 
 
 def _curves(page: Page, name: str, runs: list[dict[str, Any]], metric: str, headlines) -> Html:
