@@ -52,8 +52,9 @@ class SplitDense(nn.Module):
 
     W [x; y] + b == W[:n] x + (W[n:] y + b). Bahdanau's energy reads [decoder state; encoder
     output]: split this way, the encoder's half is computed once per sentence instead of once
-    per decoder step (a 3x smaller matmul a step). Same parameters ("kernel" [in, out],
-    "bias") and initialisation as nn.Dense, so ported weights and seeds are unchanged.
+    per decoder step ([B, S, 3H] x [3H, H] a step becomes [B, H] x [H, H]). Same parameters
+    ("kernel" [in, out], "bias") and initialisation as nn.Dense: ported weights and seeds are
+    unchanged.
     """
 
     features: int

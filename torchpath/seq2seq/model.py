@@ -49,7 +49,8 @@ def linear_rows(layer: nn.Linear, x: torch.Tensor, start: int = 0, bias: bool = 
 
     W [x; y] + b == W[:, :n] x + (W[:, n:] y + b). Bahdanau's energy reads [decoder state;
     encoder output]: split this way, the encoder's half is computed once per sentence instead
-    of once per decoder step (a 3x smaller matmul a step), with the same nn.Linear parameters.
+    of once per decoder step ([B, S, 3H] x [3H, H] a step becomes [B, H] x [H, H]), with the
+    same nn.Linear parameters.
     """
     weight = layer.weight[:, start : start + x.shape[-1]]
     return nn.functional.linear(x, weight, layer.bias if bias else None)
