@@ -79,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of `roadmap evaluate`."""
     from comparisons.env import pin_cpu_fp32, versions
 
+    if args.device != "cpu":
+        print("roadmap evaluate: evaluation runs on the CPU here, as `roadmap run` trains")
+        return 2
     project = get_project(args.project)
     path = resolve_run(args.workdir, project.name, args.framework, args.run)
     config = eval_config(project, path, args.set, args.data_dir)

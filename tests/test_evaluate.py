@@ -70,6 +70,8 @@ def test_a_run_without_checkpoints_or_a_bad_field_is_a_clear_error(tmp_path, cap
     argv = ["evaluate", "mnist", "--framework", "torch", "--workdir", str(tmp_path / "runs")]
     assert main([*argv, "--set", "no_such_field=1"]) == 2
     assert "no_such_field" in capsys.readouterr().err
+    assert main([*argv, "--device", "cuda"]) == 2
+    assert "on the CPU" in capsys.readouterr().out
     for checkpoint in (path / "checkpoints").iterdir():
         checkpoint.rename(tmp_path / checkpoint.name)  # a run whose checkpoints were moved
     assert main(argv) == 2
