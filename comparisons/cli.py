@@ -7,6 +7,7 @@ import importlib
 import os
 import sys
 
+from comparisons.options import add_data_dir_flag, add_set_flag
 from comparisons.registry import FRAMEWORKS
 from comparisons.runtime import MALLOCS, RUNTIMES
 from shared_data.configs.base import ConfigError, UnknownNameError
@@ -28,18 +29,8 @@ def _add_common(
     if project and config:
         parser.add_argument("--variant", default="default", help="config variant")
         parser.add_argument("--model", help="model name, e.g. mlp or cnn")
-        parser.add_argument(
-            "--set",
-            action="append",
-            metavar="KEY=VALUE",
-            default=[],
-            help="override any config field (repeatable)",
-        )
-        parser.add_argument(
-            "--data-dir",
-            dest="data_dir",
-            help="folder holding the datasets (default: $ROADMAP_DATA_DIR, then ~/.cache/roadmap)",
-        )
+        add_set_flag(parser, "override any config field (repeatable)")
+        add_data_dir_flag(parser)
         parser.add_argument("--dataset", help="dataset of the project (see `roadmap list`)")
         parser.add_argument(
             "--download", action="store_true", help="download the dataset if it is nowhere local"

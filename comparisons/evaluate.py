@@ -19,6 +19,7 @@ import re
 import time
 from pathlib import Path
 
+from comparisons.options import add_data_dir_flag, add_set_flag
 from comparisons.registry import FRAMEWORKS, get_project
 from comparisons.runfolders import resolve_run, stored_config
 from shared_data.configs.base import override, validate
@@ -31,18 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `roadmap evaluate` (the CLI adds project, --device and --workdir)."""
     parser.add_argument("--framework", required=True, choices=sorted(FRAMEWORKS))
     parser.add_argument("--run", dest="run", help="run id (default: the newest run)")
-    parser.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        default=[],
-        help="change a field of the run's config for this evaluation (repeatable)",
-    )
-    parser.add_argument(
-        "--data-dir",
-        dest="data_dir",
-        help="folder holding the datasets (default: $ROADMAP_DATA_DIR, then ~/.cache/roadmap)",
-    )
+    add_set_flag(parser, "change a field of the run's config for this evaluation (repeatable)")
+    add_data_dir_flag(parser)
     parser.add_argument("--name", help="file name under <run>/evals/ (default: from --set)")
 
 

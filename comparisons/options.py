@@ -27,6 +27,20 @@ CONFIG_FLAGS = (
 )
 
 
+def add_set_flag(parser: argparse.ArgumentParser, help: str) -> None:
+    """--set KEY=VALUE (repeatable): a change to one config field."""
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", default=[], help=help)
+
+
+def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:
+    """--data-dir: where the datasets are."""
+    parser.add_argument(
+        "--data-dir",
+        dest="data_dir",
+        help="folder holding the datasets (default: $ROADMAP_DATA_DIR, then ~/.cache/roadmap)",
+    )
+
+
 def load_config(args: argparse.Namespace):
     """The project's config for `args.variant`, with the dedicated flags and --set applied.
 
