@@ -18,7 +18,7 @@ from comparisons.registry import get_project
 from comparisons.runfolders import load_trained
 from comparisons.serve import Settings, create_app, load_backend
 from comparisons.serve.app import softmax
-from shared_data.configs.base import override
+from shared_data.configs.base import ConfigError, override
 from shared_data.text.batching import bucket_widths, encode_padded, pad_sequences
 from shared_data.text.tokenize import TOKENIZER_FILE, load_tokenizer
 
@@ -149,3 +149,12 @@ def test_length_buckets_compile_one_jax_step_per_width(tmp_path):
     train.train_and_evaluate(config, tmp_path, progress=False)
     # Widths 8, 16, 24 at most, whatever the batches hold (bucket_multiple=0: max_len only).
     assert 1 <= train.train_step._cache_size() - before <= len(bucket_widths(24, 8)) == 3
+
+
+def test_the_config_checks_cross_validation_folds():
+    base = PROJECT.config("default")
+    dataclasses.replace(base, folds=10, fold=9)
+    dataclasses.replace(base, folds=0, fold=3)  # fold is read only with folds >= 2
+    for folds, fold in ((10, 10), (1, 0)):
+        with pytest.raises(ConfigError, match="'fold'"):
+            dataclasses.replace(base, folds=folds, fold=fold)

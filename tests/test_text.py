@@ -21,7 +21,12 @@ from shared_data.text.batching import (
     word_dropout,
 )
 from shared_data.text.readers import read_multi30k, read_rt_polarity, read_sst2
-from shared_data.text.sentiment import load_sentiment, read_embedded, split_holdout
+from shared_data.text.sentiment import (
+    load_sentiment,
+    read_embedded,
+    read_sentiment,
+    split_holdout,
+)
 from shared_data.text.tokenize import (
     PAD_ID,
     SPECIAL_TOKENS,
@@ -288,7 +293,7 @@ def test_the_vocabulary_is_learned_from_the_training_split_only(tmp_path):
     config = types.SimpleNamespace(
         dataset="rt-polarity", data_dir=root, test_fraction=0.2, split_seed=0,
         limit_train=None, limit_test=None, tokenizer="word", vocab_size=500, max_len=6,
-        min_count=1, bucket_multiple=0,
+        min_count=1, bucket_multiple=0, folds=0, fold=0, vectors="none", extend_vocab=False,
     )  # fmt: skip
     dataset = load_sentiment(config, tmp_path)
     vocab = dataset.tokenizer.tokenizer.get_vocab()
@@ -297,6 +302,25 @@ def test_the_vocabulary_is_learned_from_the_training_split_only(tmp_path):
     assert all(text.split()[2] not in vocab for text in held_out.texts)
     assert (dataset.test["tokens"][:, 2] == UNK_ID).all()  # every "number<i>" is unseen
     assert (tmp_path / TOKENIZER_FILE).is_file()
+
+
+def test_cross_validation_folds_partition_the_corpus_and_fold_0_is_the_holdout(tmp_path):
+    pos = "".join(f"good film number{i} .\n" for i in range(53)).encode()
+    neg = "".join(f"bad film number{i + 53} .\n" for i in range(50)).encode()
+    data = read_rt_polarity(_rt_polarity(tmp_path, pos, neg))
+    folds = [split_holdout(data, 0.1, 7, folds=10, fold=k) for k in range(10)]
+    tests = [set(f["test"].texts) for f in folds]
+    assert sorted(len(t) for t in tests) == [10] * 7 + [11] * 3
+    assert set().union(*tests) == set(data.texts) and sum(map(len, tests)) == len(data)
+    for fold, test in zip(folds, tests, strict=True):
+        assert not test & set(fold["train"].texts) and len(fold["train"]) == 103 - len(test)
+    holdout = split_holdout(data, 0.1, 7)
+    assert folds[0]["test"].texts == holdout["test"].texts
+    assert folds[0]["train"].texts == holdout["train"].texts  # the same order too
+    with pytest.raises(DataError, match="fold 10 of 10"):
+        split_holdout(data, 0.1, 7, folds=10, fold=10)
+    with pytest.raises(DataError, match="fixed test split"):
+        read_sentiment("sst2", tmp_path, folds=10)
 
 
 @pytest.mark.slow

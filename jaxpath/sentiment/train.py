@@ -17,16 +17,31 @@ from jaxpath.common.loop import fit, to_device
 from jaxpath.common.metrics import classification_sums, cross_entropy
 from jaxpath.common.state import TrainState, new_train_state
 from jaxpath.sentiment.model import create_model, dummy_input
-from shared_data.configs.sentiment import get_task
+from shared_data.configs.sentiment import get_task, param_group, param_groups
 from shared_data.text.sentiment import load_sentiment
+from shared_data.text.vectors import pretrained_embedding
 from shared_data.training import train_steps_per_epoch
 
 
 def create_state(config, steps_per_epoch: int, init_weights: Any = None) -> TrainState:
     """Model, parameters (from `config.seed` or `init_weights`) and optimizer in one state."""
     return new_train_state(
-        create_model(config), config, steps_per_epoch, init_weights, dummy_input(config)
+        create_model(config),
+        config,
+        steps_per_epoch,
+        init_weights,
+        dummy_input(config),
+        groups=param_groups(config, steps_per_epoch),
+        group_of=lambda path: param_group(config, path),
     )
+
+
+def with_word_vectors(state: TrainState, matrix) -> TrainState:
+    """The embedding table replaced by `matrix` (pretrained word vectors), Adam restarted."""
+    if matrix is None:
+        return state
+    params = {**state.params, "embed": {"embedding": jnp.asarray(matrix)}}
+    return state.replace(params=params, opt_state=state.tx.init(params))
 
 
 def loss_fn(params, state: TrainState, batch, rng):
@@ -68,6 +83,8 @@ def train_and_evaluate(
     """Train and evaluate per `config`; logs, checkpoints and vocabulary go under `workdir`."""
     dataset = load_sentiment(config, workdir)
     state = create_state(config, train_steps_per_epoch(config, dataset), init_weights)
+    if init_weights is None:  # ported weights bring their own table
+        state = with_word_vectors(state, pretrained_embedding(config, dataset.tokenizer, workdir))
     return fit(
         get_task(config),
         config,
@@ -84,6 +101,7 @@ def train_and_evaluate(
 
 __all__ = [
     "create_state",
+    "with_word_vectors",
     "loss_fn",
     "train_step",
     "eval_step",

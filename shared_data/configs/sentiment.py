@@ -45,6 +45,7 @@ import functools
 
 from shared_data.configs.base import (
     ConfigError,
+    ParamGroup,
     TrainConfig,
     at_least,
     between,
@@ -56,6 +57,7 @@ from shared_data.tasks import Task, classification
 from shared_data.text.batching import word_dropout
 from shared_data.text.sentiment import DATASETS
 from shared_data.text.tokenize import KINDS, SPECIAL_TOKENS
+from shared_data.text.vectors import VECTORS, vector_dim
 
 MODELS = ("lstm", "transformer")
 
@@ -72,6 +74,10 @@ class SentimentConfig(TrainConfig):
     max_len: int = field(48, at_least(1))  # tokens kept per sentence (the rest is cut)
     test_fraction: float = field(0.1, between(0.01, 0.9))  # rt-polarity's held-out share
     split_seed: int = field(0, at_least(0))  # rt-polarity's split, apart from `seed`
+    # rt-polarity only: folds=K > 1 tests on fold `fold` of K-fold cross-validation (the same
+    # permutation; fold 0 of 10 is the 10% holdout), folds=0 on the test_fraction holdout.
+    folds: int = field(0, at_least(0))
+    fold: int = field(0, at_least(0))
     embed_dim: int = field(64, at_least(1))  # token embedding width (the transformer's d_model)
     hidden: int = field(64, at_least(1))  # LSTM state per direction; transformer MLP width
     layers: int = field(1, at_least(1))  # LSTM layers (each bidirectional) or encoder blocks
@@ -82,9 +88,17 @@ class SentimentConfig(TrainConfig):
     # Training batches grouped by length, cut to a multiple of this (0: off, every batch
     # max_len wide). The compiled JAX step sees ceil(max_len / bucket_multiple) shapes.
     bucket_multiple: int = field(8, at_least(0))
+    # Pretrained word vectors as the first embedding table (shared_data/text/vectors.py):
+    # "none" (trained from scratch), or "glove-6b-50d" (needs tokenizer=word, embed_dim=50).
+    vectors: str = field("none", one_of(*VECTORS))
+    # With vectors: fill the vocabulary up to vocab_size with the vectors' most frequent words
+    # not in the training split, so a test word never seen in training keeps its pretrained row.
+    extend_vocab: bool = False
+    # The token embedding's learning rate is lr x this; 0 freezes it (Kim's "static").
+    embed_lr_scale: float = field(1.0, at_least(0.0))
 
     def check(self) -> None:
-        """embed_dim splits into heads (the transformer's head width); word dropout augments."""
+        """embed_dim splits into heads; word dropout augments; vectors fit the vocabulary."""
         super().check()
         if self.word_dropout and not self.augment:
             raise ConfigError("field 'word_dropout' acts only with augment=true; set both")
@@ -92,6 +106,42 @@ class SentimentConfig(TrainConfig):
             raise ConfigError(
                 f"field 'heads' wants a divisor of embed_dim={self.embed_dim}, got {self.heads}"
             )
+        if self.folds == 1 or (self.folds and self.fold >= self.folds):
+            raise ConfigError(
+                f"field 'fold' wants 0 <= fold < folds and folds >= 2, got fold={self.fold} "
+                f"of folds={self.folds}"
+            )
+        if self.extend_vocab and self.vectors == "none":
+            raise ConfigError(
+                "field 'extend_vocab' adds the words of pretrained vectors; set vectors"
+            )
+        if self.vectors != "none":
+            if self.tokenizer != "word":
+                raise ConfigError(f"field 'vectors'={self.vectors!r} needs tokenizer=word")
+            if self.embed_dim != vector_dim(self.vectors):
+                raise ConfigError(
+                    f"field 'embed_dim' must be {vector_dim(self.vectors)} with "
+                    f"vectors={self.vectors!r}, got {self.embed_dim}"
+                )
+
+
+EMBED_GROUP = "embed"  # the token embedding table (torch: embed.weight; Flax: embed/embedding)
+
+
+def param_group(config: SentimentConfig, path: tuple[str, ...]) -> str | None:
+    """The embed group for the token table, no group (the config's lr) for the rest."""
+    del config
+    return EMBED_GROUP if path[0] == "embed" else None
+
+
+def param_groups(config: SentimentConfig, steps_per_epoch: int) -> dict[str, ParamGroup]:
+    """The token table at `embed_lr_scale` x the lr, frozen at 0 (no group at 1)."""
+    del steps_per_epoch
+    if config.embed_lr_scale == 1:
+        return {}
+    if config.embed_lr_scale == 0:
+        return {EMBED_GROUP: ParamGroup(trainable=False)}
+    return {EMBED_GROUP: ParamGroup(lr_scale=config.embed_lr_scale)}
 
 
 def get_task(config: SentimentConfig) -> Task:
@@ -131,10 +181,15 @@ def variants() -> dict[str, SentimentConfig]:
         dropout=0.3,
         lr=1e-3,
     )
+    # GloVe 6B 50d as the first table (shared_data/text/vectors.py): every training word
+    # gets a row (min_count 1: a word seen once still has its pretrained vector).
+    glove = dict(vectors="glove-6b-50d", tokenizer="word", min_count=1, embed_dim=50)
     sst2 = dict(dataset="sst2", epochs=4, val_size=2000, log_every=200)
     return {
         "default": lstm,
         "transformer": transformer,
+        "glove": dataclasses.replace(lstm, **glove),
+        "glove-transformer": dataclasses.replace(transformer, heads=5, **glove),
         "sst2": dataclasses.replace(lstm, **sst2),
         "sst2-transformer": dataclasses.replace(
             transformer, tokenizer="word", vocab_size=30000, min_count=2, **sst2

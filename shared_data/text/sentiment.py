@@ -6,7 +6,8 @@ on resume, reloads) the run's vocabulary from the training split only, and retur
 
 * ``rt-polarity`` -- Pang & Lee's 10,662 sentences have no official split: a stated 90/10
   split, drawn from `split_seed` (not the training seed, so runs of several seeds share it):
-  9,596 train / 1,066 test.
+  9,596 train / 1,066 test; or fold k of K-fold cross-validation (`folds`, `fold`), the
+  usual protocol for this corpus (Kim, 2014).
 * ``sst2`` -- GLUE's SST-2: train (67,349 phrases and sentences) and dev (872 sentences) as
   the test split; GLUE's test has no labels.
 * ``embedded`` -- 160 sentences shipped in the repository (sentiment_quickstart.tsv: written
@@ -27,6 +28,7 @@ from ..errors import DataError
 from .batching import encode_padded, iterate_buckets
 from .readers import LabelledText, read_rt_polarity, read_sst2
 from .tokenize import TextTokenizer, tokenizer_for_run
+from .vectors import load_vectors
 
 DATASETS = ("rt-polarity", "sst2", "embedded")
 EMBEDDED_FILE = "sentiment_quickstart.tsv"
@@ -77,20 +79,41 @@ def read_embedded() -> dict[str, LabelledText]:
     return {name: LabelledText(t, y, EMBEDDED_SOURCE) for name, (t, y) in splits.items()}
 
 
-def split_holdout(data: LabelledText, test_fraction: float, seed: int) -> dict[str, LabelledText]:
-    """A seeded random {"train", "test"} split, test_fraction of the examples in test."""
+def split_holdout(
+    data: LabelledText, test_fraction: float, seed: int, folds: int = 0, fold: int = 0
+) -> dict[str, LabelledText]:
+    """A seeded random {"train", "test"} split.
+
+    folds == 0: test_fraction of the examples in test. folds = K > 1: fold k of K-fold
+    cross-validation, the k-th of K near-equal slices of the same permutation in test (with
+    K = 10, fold 0 is the 10% holdout exactly).
+    """
     n = len(data)
+    order = np.random.default_rng([seed, 0, 0, 4]).permutation(n)  # stream 4: text splits
+    if folds:
+        if not 0 <= fold < folds <= n:
+            raise DataError(f"fold {fold} of {folds}: wants 0 <= fold < folds <= {n} examples")
+        test = np.zeros(n, dtype=bool)
+        test[order[fold * n // folds : (fold + 1) * n // folds]] = True
+        return {"train": data.select(order[~test[order]]), "test": data.select(order[test[order]])}
     n_test = round(n * test_fraction)
     if not 0 < n_test < n:
         raise DataError(f"test_fraction {test_fraction} leaves no train or no test example of {n}")
-    order = np.random.default_rng([seed, 0, 0, 4]).permutation(n)  # stream 4: text splits
     return {"train": data.select(order[n_test:]), "test": data.select(order[:n_test])}
 
 
-def read_sentiment(name: str, data_dir=None, *, test_fraction=0.1, split_seed=0):
-    """{"train", "test"} LabelledText of dataset `name` (one of DATASETS)."""
+def read_sentiment(name: str, data_dir=None, *, test_fraction=0.1, split_seed=0, folds=0, fold=0):
+    """{"train", "test"} LabelledText of dataset `name` (one of DATASETS).
+
+    `folds` and `fold` pick a cross-validation fold of rt-polarity (split_holdout); SST-2 has
+    its own dev split and the embedded sentences theirs, so they refuse folds.
+    """
     if name == "rt-polarity":
-        return split_holdout(read_rt_polarity(data_dir), test_fraction, split_seed)
+        return split_holdout(read_rt_polarity(data_dir), test_fraction, split_seed, folds, fold)
+    if folds:
+        raise DataError(
+            f"dataset {name!r} has a fixed test split; cross-validation (folds) is for rt-polarity"
+        )
     if name == "sst2":
         return {"train": read_sst2("train", data_dir), "test": read_sst2("dev", data_dir)}
     if name == "embedded":
@@ -111,6 +134,8 @@ def load_sentiment(config, workdir: str | Path | None = None) -> TextDataset:
         config.data_dir,
         test_fraction=config.test_fraction,
         split_seed=config.split_seed,
+        folds=config.folds,
+        fold=config.fold,
     )
     train, test = splits["train"], splits["test"]
     if config.limit_train is not None:
@@ -118,8 +143,14 @@ def load_sentiment(config, workdir: str | Path | None = None) -> TextDataset:
     if config.limit_test is not None:
         test = test.select(range(min(config.limit_test, len(test))))
     # Learned from the training split only; on resume read back from the run folder.
+    extra = load_vectors(config.vectors).words if config.extend_vocab else ()
     tokenizer = tokenizer_for_run(
-        workdir, train.texts, config.tokenizer, config.vocab_size, min_count=config.min_count
+        workdir,
+        train.texts,
+        config.tokenizer,
+        config.vocab_size,
+        min_count=config.min_count,
+        extra_words=extra,
     )
     return TextDataset(
         name=config.dataset,

@@ -78,10 +78,14 @@ def train_tokenizer(
     vocab_size: int = 8000,
     lowercase: bool = False,
     min_count: int = 1,
+    extra_words: Iterable[str] = (),
 ) -> TextTokenizer:
     """A vocabulary of at most `vocab_size` ids learned from `texts` (the training split).
 
     `min_count`: a word (``word``) or a merge (``bpe``) seen fewer times is left out.
+    `extra_words` (``word`` only): after the training words, these words in their order,
+    until the vocabulary holds `vocab_size` ids (pretrained vectors' most frequent words,
+    so that a word never seen in training still has its pretrained row).
     """
     if kind not in KINDS:
         raise ValueError(f"tokenizer kind must be one of {KINDS}, got {kind!r}")
@@ -111,7 +115,29 @@ def train_tokenizer(
     if lowercase:
         tokenizer.normalizer = normalizers.Lowercase()
     tokenizer.train_from_iterator(texts, trainer, length=len(texts))
+    if kind == "word":
+        tokenizer = _with_extra_words(tokenizer, extra_words, vocab_size)
+    elif any(True for _ in extra_words):
+        raise ValueError("extra_words extend a word vocabulary; this one is bpe")
     return TextTokenizer(tokenizer)
+
+
+def _with_extra_words(tokenizer: Tokenizer, words: Iterable[str], vocab_size: int) -> Tokenizer:
+    """`tokenizer` (WordLevel) with new ids for `words` it lacks, up to vocab_size ids."""
+    vocab = tokenizer.get_vocab()
+    size = len(vocab)
+    for word in words:
+        if size >= vocab_size:
+            break
+        if word not in vocab:
+            vocab[word] = size
+            size += 1
+    if size == tokenizer.get_vocab_size():
+        return tokenizer
+    extended = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    extended.pre_tokenizer = tokenizer.pre_tokenizer
+    extended.normalizer = tokenizer.normalizer
+    return extended
 
 
 def load_tokenizer(path: str | Path) -> TextTokenizer:

@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 
-from shared_data.configs.sentiment import get_task
+from shared_data.configs.sentiment import get_task, param_group, param_groups
 from shared_data.text.sentiment import load_sentiment
+from shared_data.text.vectors import pretrained_embedding
 from shared_data.training import train_steps_per_epoch
 from torchpath.common.loop import fit, to_device
 from torchpath.common.metrics import classification_sums, cross_entropy
@@ -23,7 +24,25 @@ from torchpath.sentiment.model import create_model
 
 def create_state(config, steps_per_epoch: int, init_weights: Any = None) -> TorchState:
     """Model, parameters (from `config.seed` or `init_weights`) and optimizer in one state."""
-    return new_torch_state(lambda: create_model(config), config, steps_per_epoch, init_weights)
+    return new_torch_state(
+        lambda: create_model(config),
+        config,
+        steps_per_epoch,
+        init_weights,
+        groups=param_groups(config, steps_per_epoch),
+        group_of=lambda path: param_group(config, path),
+    )
+
+
+def with_word_vectors(state: TorchState, matrix) -> TorchState:
+    """The embedding table replaced by `matrix` (pretrained word vectors), in place."""
+    if matrix is None:
+        return state
+    # PARITY: JAX builds new params and restarts Adam; here no step has run yet, so the
+    # optimizer's moments are still empty and the parameter is overwritten where it is.
+    with torch.no_grad():
+        state.model.embed.weight.copy_(torch.from_numpy(matrix))
+    return state
 
 
 def loss_fn(state: TorchState, batch):
@@ -73,6 +92,8 @@ def train_and_evaluate(
     """Train and evaluate per `config`; logs, checkpoints and vocabulary go under `workdir`."""
     dataset = load_sentiment(config, workdir)
     state = create_state(config, train_steps_per_epoch(config, dataset), init_weights)
+    if init_weights is None:  # ported weights bring their own table
+        state = with_word_vectors(state, pretrained_embedding(config, dataset.tokenizer, workdir))
     return fit(
         get_task(config),
         config,
@@ -89,6 +110,7 @@ def train_and_evaluate(
 
 __all__ = [
     "create_state",
+    "with_word_vectors",
     "loss_fn",
     "train_step",
     "eval_step",
