@@ -158,3 +158,26 @@ def test_the_config_checks_cross_validation_folds():
     for folds, fold in ((10, 10), (1, 0)):
         with pytest.raises(ConfigError, match="'fold'"):
             dataclasses.replace(base, folds=folds, fold=fold)
+
+
+def test_sinusoidal_positions_are_a_shared_constant_not_a_parameter():
+    from comparisons.parity import make_pair, parity_config, predict_diff
+    from shared_data.text.positions import sinusoidal_positions
+
+    table = sinusoidal_positions(6, 4)
+    np.testing.assert_allclose(table[0], [0, 1, 0, 1])
+    np.testing.assert_allclose(table[3], [np.sin(3), np.cos(3), np.sin(0.03), np.cos(0.03)], 1e-6)
+    config = dataclasses.replace(parity_config(PROJECT, "transformer"), positions="sinusoidal")
+    pair = make_pair(PROJECT, config)
+    assert "position" not in pair.jax_state.params
+    assert not any(
+        name.startswith("position") for name, _ in pair.torch_state.model.named_parameters()
+    )
+    assert predict_diff(pair, PROJECT.example_batch(8, noise=True, config=config)) < 1e-5
+    # Padding still changes nothing: the table is indexed by position, like the learned one.
+    model = dataclasses.replace(_config("transformer"), positions="sinusoidal")
+    tokens, mask = pad_sequences([[5, 6, 7]], max_len=9)
+    for framework in FRAMEWORKS:
+        wide = _logits(framework, model, tokens, mask)
+        narrow = _logits(framework, model, tokens[:, :3], mask[:, :3])
+        np.testing.assert_allclose(wide, narrow, rtol=0, atol=1e-5)

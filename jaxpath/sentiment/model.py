@@ -14,6 +14,7 @@ from flax import linen as nn
 
 from jaxpath.common.init import TorchDense, torch_kernel_init
 from jaxpath.common.rnn import TorchLSTM
+from shared_data.text.positions import sinusoidal_positions
 
 NUM_CLASSES = 2
 # PARITY: torch's nn.Embedding draws N(0, 1); Flax's Embed scales by 1/sqrt(features).
@@ -98,7 +99,10 @@ class EncoderBlock(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Token + learned position embeddings, `layers` encoder blocks, masked mean pool, Dense."""
+    """Token + position embeddings, `layers` encoder blocks, masked mean pool, Dense.
+
+    `positions`: "learned" (a trained table, `position`) or "sinusoidal" (a fixed one).
+    """
 
     vocab_size: int
     max_len: int
@@ -107,6 +111,7 @@ class Transformer(nn.Module):
     layers: int = 2
     heads: int = 4
     dropout: float = 0.1
+    positions: str = "learned"
 
     @nn.compact
     def __call__(self, tokens, mask, train: bool = False):
@@ -115,10 +120,15 @@ class Transformer(nn.Module):
         embed = nn.Embed(
             self.vocab_size, self.embed_dim, embedding_init=embedding_init, name="embed"
         )
-        position = nn.Embed(
-            self.max_len, self.embed_dim, embedding_init=embedding_init, name="position"
-        )
-        x = embed(tokens) + position(jnp.arange(tokens.shape[1]))[None]
+        if self.positions == "learned":
+            position = nn.Embed(
+                self.max_len, self.embed_dim, embedding_init=embedding_init, name="position"
+            )
+            where = position(jnp.arange(tokens.shape[1]))
+        else:  # a constant of the compiled graph, not a parameter
+            where = jnp.asarray(sinusoidal_positions(self.max_len, self.embed_dim))
+            where = where[: tokens.shape[1]]
+        x = embed(tokens) + where[None]
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         for k in range(self.layers):
             x = EncoderBlock(
@@ -147,7 +157,9 @@ def create_model(config) -> nn.Module:
     )
     if config.model == "lstm":
         return BiLSTM(**shared)
-    return Transformer(max_len=config.max_len, heads=config.heads, **shared)
+    return Transformer(
+        max_len=config.max_len, heads=config.heads, positions=config.positions, **shared
+    )
 
 
 def dummy_input(config, batch_size: int = 1):

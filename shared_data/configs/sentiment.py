@@ -63,6 +63,7 @@ from shared_data.configs.base import (
 )
 from shared_data.tasks import Task, classification
 from shared_data.text.batching import word_dropout
+from shared_data.text.positions import POSITIONS
 from shared_data.text.sentiment import DATASETS
 from shared_data.text.tokenize import KINDS, SPECIAL_TOKENS
 from shared_data.text.vectors import VECTORS, vector_dim
@@ -90,6 +91,9 @@ class SentimentConfig(TrainConfig):
     hidden: int = field(64, at_least(1))  # LSTM state per direction; transformer MLP width
     layers: int = field(1, at_least(1))  # LSTM layers (each bidirectional) or encoder blocks
     heads: int = field(4, at_least(1))  # transformer attention heads
+    # The transformer's positions: a learned table, or fixed sines and cosines
+    # (shared_data/text/positions.py), which give untrained positions a value too.
+    positions: str = field("learned", one_of(*POSITIONS))
     dropout: float = field(0.5, between(0, 0.95))  # on embeddings and before the classifier
     # With augment=true: each real training token becomes [UNK] with this probability.
     word_dropout: float = field(0.0, between(0, 0.9))

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from shared_data.text.positions import sinusoidal_positions
+
 NUM_CLASSES = 2
 
 
@@ -102,16 +104,26 @@ class EncoderBlock(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Token + learned position embeddings, `layers` encoder blocks, masked mean pool, Linear."""
+    """Token + position embeddings, `layers` encoder blocks, masked mean pool, Linear.
+
+    `positions`: "learned" (a trained table, `position`) or "sinusoidal" (a fixed one).
+    """
 
     def __init__(
         self, vocab_size: int, max_len: int, embed_dim=128, hidden=128, layers=2, heads=4,
-        dropout=0.1,
+        dropout=0.1, positions="learned",
     ):  # fmt: skip
         super().__init__()
         self.layers = layers
         self.embed = nn.Embedding(vocab_size, embed_dim)
-        self.position = nn.Embedding(max_len, embed_dim)
+        if positions == "learned":
+            self.position = nn.Embedding(max_len, embed_dim)
+        else:
+            # PARITY: Flax computes the same numpy table in __call__; here a buffer outside
+            # the state dict, so neither side has a position parameter.
+            self.position = None
+            table = torch.from_numpy(sinusoidal_positions(max_len, embed_dim))
+            self.register_buffer("sinusoid", table, persistent=False)
         self.drop = nn.Dropout(dropout)
         for k in range(layers):
             self.add_module(f"block{k}", EncoderBlock(embed_dim, heads, hidden, dropout))
@@ -122,7 +134,11 @@ class Transformer(nn.Module):
         lengths = sequence_lengths(mask)
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         valid = positions[None, :] < lengths[:, None]
-        x = self.drop(self.embed(tokens) + self.position(positions)[None])
+        if self.position is not None:
+            where = self.position(positions)
+        else:
+            where = self.sinusoid[: tokens.shape[1]]
+        x = self.drop(self.embed(tokens) + where[None])
         for k in range(self.layers):
             x = getattr(self, f"block{k}")(x, valid)
         x = self.norm(x)
@@ -147,4 +163,6 @@ def create_model(config) -> nn.Module:
     )
     if config.model == "lstm":
         return BiLSTM(**shared)
-    return Transformer(max_len=config.max_len, heads=config.heads, **shared)
+    return Transformer(
+        max_len=config.max_len, heads=config.heads, positions=config.positions, **shared
+    )
