@@ -121,10 +121,10 @@ class SentimentConfig(TrainConfig):
             raise ConfigError(
                 f"field 'heads' wants a divisor of embed_dim={self.embed_dim}, got {self.heads}"
             )
-        if self.folds == 1 or (self.folds and self.fold >= self.folds):
+        if self.folds == 1 or self.fold >= max(self.folds, 1):
             raise ConfigError(
-                f"field 'fold' wants 0 <= fold < folds and folds >= 2, got fold={self.fold} "
-                f"of folds={self.folds}"
+                f"field 'fold' wants 0 <= fold < folds and folds >= 2 (folds=0: the holdout, "
+                f"fold 0), got fold={self.fold} of folds={self.folds}"
             )
         if self.extend_vocab and self.vectors == "none":
             raise ConfigError(

@@ -93,9 +93,9 @@ def split_holdout(
     if folds:
         if not 0 <= fold < folds <= n:
             raise DataError(f"fold {fold} of {folds}: wants 0 <= fold < folds <= {n} examples")
-        test = np.zeros(n, dtype=bool)
-        test[order[fold * n // folds : (fold + 1) * n // folds]] = True
-        return {"train": data.select(order[~test[order]]), "test": data.select(order[test[order]])}
+        start, stop = fold * n // folds, (fold + 1) * n // folds
+        train = np.concatenate([order[:start], order[stop:]])  # the permutation's order
+        return {"train": data.select(train), "test": data.select(order[start:stop])}
     n_test = round(n * test_fraction)
     if not 0 < n_test < n:
         raise DataError(f"test_fraction {test_fraction} leaves no train or no test example of {n}")
