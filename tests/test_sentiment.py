@@ -20,6 +20,7 @@ from comparisons.serve import Settings, create_app, load_backend
 from comparisons.serve.app import softmax
 from shared_data.configs.base import ConfigError, override
 from shared_data.text.batching import bucket_widths, encode_padded, pad_sequences
+from shared_data.text.positions import sinusoidal_positions
 from shared_data.text.tokenize import TOKENIZER_FILE, load_tokenizer
 
 PROJECT = get_project("sentiment")
@@ -160,8 +161,7 @@ def test_the_config_checks_cross_validation_folds():
 
 
 def test_sinusoidal_positions_are_a_shared_constant_not_a_parameter():
-    from comparisons.parity import make_pair, parity_config, predict_diff
-    from shared_data.text.positions import sinusoidal_positions
+    from comparisons.parity import make_pair, parity_config
 
     table = sinusoidal_positions(6, 4)
     np.testing.assert_allclose(table[0], [0, 1, 0, 1])
@@ -169,13 +169,20 @@ def test_sinusoidal_positions_are_a_shared_constant_not_a_parameter():
     config = dataclasses.replace(parity_config(PROJECT, "transformer"), positions="sinusoidal")
     pair = make_pair(PROJECT, config)
     assert "position" not in pair.jax_state.params
-    assert not any(
-        name.startswith("position") for name, _ in pair.torch_state.model.named_parameters()
-    )
+    torch_names = [name for name, _ in pair.torch_state.model.named_parameters()]
+    assert not any(name.startswith("position") for name in torch_names)
+
+
+@pytest.mark.parametrize("options", [{"positions": "sinusoidal"}, {"pool": "max"}])
+def test_transformer_options_keep_parity_and_ignore_padding(options):
+    from comparisons.parity import make_pair, parity_config, predict_diff
+
+    config = dataclasses.replace(parity_config(PROJECT, "transformer"), **options)
+    pair = make_pair(PROJECT, config)
     assert predict_diff(pair, PROJECT.example_batch(8, noise=True, config=config)) < 1e-5
-    # Padding still changes nothing: the table is indexed by position, like the learned one.
-    model = dataclasses.replace(_config("transformer"), positions="sinusoidal")
+    model = dataclasses.replace(_config("transformer"), **options)
     tokens, mask = pad_sequences([[5, 6, 7]], max_len=9)
+    tokens[0, 3:] = 8  # padding that is not [PAD]: still never read
     for framework in FRAMEWORKS:
         wide = _logits(framework, model, tokens, mask)
         narrow = _logits(framework, model, tokens[:, :3], mask[:, :3])

@@ -99,9 +99,10 @@ class EncoderBlock(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Token + position embeddings, `layers` encoder blocks, masked mean pool, Dense.
+    """Token + position embeddings, `layers` encoder blocks, masked pool, Dense.
 
     `positions`: "learned" (a trained table, `position`) or "sinusoidal" (a fixed one).
+    `pool`: "mean" or "max" over the real positions.
     """
 
     vocab_size: int
@@ -112,6 +113,7 @@ class Transformer(nn.Module):
     heads: int = 4
     dropout: float = 0.1
     positions: str = "learned"
+    pool: str = "mean"
 
     @nn.compact
     def __call__(self, tokens, mask, train: bool = False):
@@ -135,8 +137,11 @@ class Transformer(nn.Module):
                 self.embed_dim, self.heads, self.hidden, self.dropout, name=f"block{k}"
             )(x, valid, train)
         x = nn.LayerNorm(epsilon=1e-5, name="norm")(x)
-        weights = valid.astype(x.dtype)[..., None]
-        pooled = jnp.sum(x * weights, axis=1) / lengths[:, None].astype(x.dtype)
+        if self.pool == "max":
+            pooled = jnp.max(jnp.where(valid[..., None], x, -jnp.inf), axis=1)
+        else:
+            weights = valid.astype(x.dtype)[..., None]
+            pooled = jnp.sum(x * weights, axis=1) / lengths[:, None].astype(x.dtype)
         pooled = nn.Dropout(self.dropout, deterministic=not train)(pooled)
         return TorchDense(NUM_CLASSES, self.embed_dim, name="fc")(pooled)
 
@@ -158,7 +163,11 @@ def create_model(config) -> nn.Module:
     if config.model == "lstm":
         return BiLSTM(**shared)
     return Transformer(
-        max_len=config.max_len, heads=config.heads, positions=config.positions, **shared
+        max_len=config.max_len,
+        heads=config.heads,
+        positions=config.positions,
+        pool=config.pool,
+        **shared,
     )
 
 

@@ -97,6 +97,7 @@ class SentimentConfig(TrainConfig):
     # The transformer's positions: a learned table, or fixed sines and cosines
     # (shared_data/text/positions.py), which give untrained positions a value too.
     positions: str = field("learned", one_of(*POSITIONS))
+    pool: str = field("mean", one_of("mean", "max"))  # the transformer's pool over positions
     dropout: float = field(0.5, between(0, 0.95))  # on embeddings and before the classifier
     # With augment=true: each real training token becomes [UNK] with this probability.
     word_dropout: float = field(0.0, between(0, 0.9))

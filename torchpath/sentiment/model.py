@@ -104,17 +104,19 @@ class EncoderBlock(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Token + position embeddings, `layers` encoder blocks, masked mean pool, Linear.
+    """Token + position embeddings, `layers` encoder blocks, masked pool, Linear.
 
     `positions`: "learned" (a trained table, `position`) or "sinusoidal" (a fixed one).
+    `pool`: "mean" or "max" over the real positions.
     """
 
     def __init__(
         self, vocab_size: int, max_len: int, embed_dim=128, hidden=128, layers=2, heads=4,
-        dropout=0.1, positions="learned",
+        dropout=0.1, positions="learned", pool="mean",
     ):  # fmt: skip
         super().__init__()
         self.layers = layers
+        self.pool = pool
         self.embed = nn.Embedding(vocab_size, embed_dim)
         if positions == "learned":
             self.position = nn.Embedding(max_len, embed_dim)
@@ -142,8 +144,11 @@ class Transformer(nn.Module):
         for k in range(self.layers):
             x = getattr(self, f"block{k}")(x, valid)
         x = self.norm(x)
-        weights = valid.to(x.dtype)[..., None]
-        pooled = torch.sum(x * weights, dim=1) / lengths[:, None].to(x.dtype)
+        if self.pool == "max":
+            pooled = torch.amax(x.masked_fill(~valid[..., None], float("-inf")), dim=1)
+        else:
+            weights = valid.to(x.dtype)[..., None]
+            pooled = torch.sum(x * weights, dim=1) / lengths[:, None].to(x.dtype)
         return self.fc(self.drop(pooled))
 
 
@@ -164,5 +169,9 @@ def create_model(config) -> nn.Module:
     if config.model == "lstm":
         return BiLSTM(**shared)
     return Transformer(
-        max_len=config.max_len, heads=config.heads, positions=config.positions, **shared
+        max_len=config.max_len,
+        heads=config.heads,
+        positions=config.positions,
+        pool=config.pool,
+        **shared,
     )
