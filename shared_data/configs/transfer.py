@@ -47,6 +47,7 @@ from shared_data.configs.base import (
     between,
     existing_dir,
     field,
+    layer_prefixes,
     one_of,
     pick_variant,
 )
@@ -79,15 +80,6 @@ def weights_source() -> Check:
         "none, imagenet, a torchvision weights name (ResNet18_Weights.IMAGENET1K_V1), "
         "a .pth state dict or a run folder",
         "/nonexistent/weights.pth",
-    )
-
-
-def layer_prefixes() -> Check:
-    """Comma-separated module paths such as fc or layer4,fc (empty: none)."""
-    return Check(
-        lambda v: re.fullmatch(r"([\w.]+(,[\w.]+)*)?", v) is not None,
-        "comma-separated module paths such as fc or layer4,fc",
-        "fc;rm",
     )
 
 

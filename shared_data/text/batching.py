@@ -127,17 +127,18 @@ def bucket_widths(max_len: int, multiple: int = 8) -> tuple[int, ...]:
 def encode_padded(tokenizer, texts: Sequence[str], max_len: int) -> tuple[np.ndarray, np.ndarray]:
     """(tokens, mask) of raw texts as a model reads them: the run's ids, cut and padded.
 
-    A text with no token becomes one [UNK], so every row has a real position. Training,
+    A text with no token becomes one [UNK], so every row has a real position; a BERT
+    vocabulary frames each text as [CLS] ... [SEP] (`TextTokenizer.model_inputs`). Training,
     export and serving all encode text through this function.
     """
-    ids = [sequence or [UNK_ID] for sequence in tokenizer.encode(texts)]
-    return pad_sequences(ids, max_len, pad_id=PAD_ID)
+    return pad_sequences(tokenizer.model_inputs(texts, max_len), max_len, pad_id=PAD_ID)
 
 
 def word_dropout(batch: Batch, rng: np.random.Generator, rate: float, **where) -> Batch:
     """Replace each real token by [UNK] with probability `rate` (training augmentation).
 
-    Called as the driver calls an augmentation; `where` (epoch, index) is not needed.
+    Called as the driver calls an augmentation; `where` (epoch, index) is not needed. [UNK]
+    is id 1 of the trained vocabularies (sentiment's config refuses word dropout over BERT's).
     """
     drop = (rng.random(batch["tokens"].shape) < rate) & (batch["mask"] > 0)
     return {**batch, "tokens": np.where(drop, np.int32(UNK_ID), batch["tokens"])}

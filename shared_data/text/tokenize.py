@@ -8,8 +8,13 @@ reloaded from there on resume and export, so ids never change under a trained mo
   decoding gives the text back exactly.
 * ``word`` -- one id per whitespace-separated word seen in training (most frequent first);
   other words are [UNK]. Round trips hold for text made only of known words.
+* ``wordpiece`` -- not trained: BERT's uncased WordPiece vocabulary (30,522 ids), read from
+  the pretrained encoder it belongs to (shared_data/text/encoders.py), for that encoder.
+  A model reads each text framed as [CLS] ... [SEP], as BERT was trained.
 
-Every vocabulary starts with the same special tokens, so [PAD] is id 0 everywhere.
+The trained vocabularies start with the same special tokens, so [PAD] is id 0 everywhere;
+BERT's keeps its own ids ([PAD] 0, [UNK] 100, [CLS] 101, [SEP] 102), so code that needs
+[UNK] asks the tokenizer (`unk_id`).
 """
 
 from __future__ import annotations
@@ -22,13 +27,14 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 
 from ..errors import DataError
 
-KINDS = ("bpe", "word")
+KINDS = ("bpe", "word", "wordpiece")
 PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
 SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)  # ids 0, 1, 2, 3 in every vocabulary
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
+CLS, SEP = "[CLS]", "[SEP]"  # BERT's sentence frame (wordpiece)
 TOKENIZER_FILE = "tokenizer.json"
 
-_MODEL_KINDS = {"BPE": "bpe", "WordLevel": "word"}
+_MODEL_KINDS = {"BPE": "bpe", "WordLevel": "word", "WordPiece": "wordpiece"}
 
 
 class TextTokenizer:
@@ -40,6 +46,14 @@ class TextTokenizer:
         if model_type not in _MODEL_KINDS:
             raise DataError(f"tokenizer model {model_type!r} is none of {list(_MODEL_KINDS)}")
         self.kind = _MODEL_KINDS[model_type]
+        # A pretrained tokenizer.json may pad and truncate on its own; the data layer does both.
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        if self.kind == "wordpiece":
+            for token in (PAD, UNK, CLS, SEP):
+                if tokenizer.token_to_id(token) is None or tokenizer.token_to_id(PAD) != PAD_ID:
+                    raise DataError(f"tokenizer: a BERT vocabulary needs {token} ([PAD] id 0)")
+            return
         for expected, token in enumerate(SPECIAL_TOKENS):
             if tokenizer.token_to_id(token) != expected:
                 raise DataError(f"tokenizer: {token} must be id {expected} (special tokens first)")
@@ -49,9 +63,28 @@ class TextTokenizer:
         """Ids run over [0, vocab_size), special tokens included."""
         return self.tokenizer.get_vocab_size()
 
+    @property
+    def unk_id(self) -> int:
+        """The id of [UNK] (1, or 100 in BERT's vocabulary)."""
+        return self.tokenizer.token_to_id(UNK)
+
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, no special tokens added."""
         return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+    def model_inputs(self, texts: Sequence[str], max_len: int) -> list[list[int]]:
+        """The ids a model reads of each text: at most `max_len`, never empty.
+
+        A text with no token becomes one [UNK]. A wordpiece text is cut to max_len - 2 ids
+        and framed as [CLS] ids [SEP], so a long sentence keeps its [SEP] too.
+        """
+        ids = [sequence or [self.unk_id] for sequence in self.encode(texts)]
+        if self.kind != "wordpiece":
+            return [sequence[:max_len] for sequence in ids]
+        if max_len < 3:
+            raise ValueError(f"wordpiece inputs need max_len >= 3 ([CLS] x [SEP]), got {max_len}")
+        cls, sep = self.tokenizer.token_to_id(CLS), self.tokenizer.token_to_id(SEP)
+        return [[cls, *sequence[: max_len - 2], sep] for sequence in ids]
 
     def tokens(self, text: str) -> list[str]:
         """The token strings of one text (to read what the vocabulary does)."""
@@ -89,6 +122,8 @@ def train_tokenizer(
     """
     if kind not in KINDS:
         raise ValueError(f"tokenizer kind must be one of {KINDS}, got {kind!r}")
+    if kind == "wordpiece":
+        return pretrained_tokenizer(vocab_size)
     if vocab_size <= len(SPECIAL_TOKENS):
         raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens")
     texts = list(texts)
@@ -138,6 +173,19 @@ def _with_extra_words(tokenizer: Tokenizer, words: Iterable[str], vocab_size: in
     extended.pre_tokenizer = tokenizer.pre_tokenizer
     extended.normalizer = tokenizer.normalizer
     return extended
+
+
+def pretrained_tokenizer(vocab_size: int | None = None) -> TextTokenizer:
+    """BERT's uncased WordPiece vocabulary, as its pretrained encoder ships it (not trained)."""
+    from .encoders import wordpiece_file
+
+    tokenizer = load_tokenizer(wordpiece_file())
+    if vocab_size is not None and tokenizer.vocab_size > vocab_size:
+        raise ValueError(
+            f"the wordpiece vocabulary has {tokenizer.vocab_size} ids; vocab_size={vocab_size} "
+            "is too small for it"
+        )
+    return tokenizer
 
 
 def load_tokenizer(path: str | Path) -> TextTokenizer:

@@ -1,7 +1,9 @@
-"""Sentiment classifiers in PyTorch: a masked bidirectional LSTM and a transformer encoder.
+"""Sentiment classifiers in PyTorch: a masked BiLSTM, a transformer encoder and a BERT.
 
 Read beside jaxpath/sentiment/model.py: same classes, same submodule names (embed,
-fwd{k}, bwd{k}, fc; position, block{k}/{norm1, attn, norm2, fc1, fc2}, norm), same order.
+fwd{k}, bwd{k}, fc; position, block{k}/{norm1, attn, norm2, fc1, fc2}, norm; Bert's
+segment, embed_norm, block{k}/{query, key, value, attn_out, norm1, fc1, fc2, norm2}),
+same order.
 Inputs are token ids [B, T] and a left-aligned mask [B, T] (float32, 1 on the first length_b
 positions); outputs are logits [B, 2]. A row's length is mask.sum() (at least 1): both
 models read the first `length` tokens only, so padding never changes a logit.
@@ -12,9 +14,12 @@ the same invariance with plain tensors, which torch.export and torch.compile tak
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
+from shared_data.text.encoders import BERT_LAYER_NORM_EPS
 from shared_data.text.positions import sinusoidal_positions
 
 NUM_CLASSES = 2
@@ -152,7 +157,80 @@ class Transformer(nn.Module):
         return self.fc(self.drop(pooled))
 
 
-MODELS = {"lstm": BiLSTM, "transformer": Transformer}
+class BertBlock(nn.Module):
+    """Post-LayerNorm BERT block: attention, add & norm, exact-GELU MLP, add & norm.
+
+    Attention is written out (no nn.MultiheadAttention) with Hugging Face's layer names, so
+    a pretrained BERT loads by renaming alone (shared_data/text/encoders.py).
+    """
+
+    def __init__(self, dim: int, heads: int, hidden: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.query = nn.Linear(dim, dim)
+        self.key = nn.Linear(dim, dim)
+        self.value = nn.Linear(dim, dim)
+        self.attn_out = nn.Linear(dim, dim)
+        self.norm1 = nn.LayerNorm(dim, eps=BERT_LAYER_NORM_EPS)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.norm2 = nn.LayerNorm(dim, eps=BERT_LAYER_NORM_EPS)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        batch, width, dim = x.shape
+        head_dim = dim // self.heads
+
+        def split(h):  # [B, T, D] -> [B, heads, T, head_dim]
+            return h.view(batch, width, self.heads, head_dim).transpose(1, 2)
+
+        q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(head_dim)
+        # A padding key gets the lowest float (BERT's additive mask), so it weighs exactly 0.
+        scores = scores.masked_fill(~valid[:, None, None, :], torch.finfo(scores.dtype).min)
+        weights = self.drop(torch.softmax(scores, dim=-1))  # BERT drops attention weights too
+        h = (weights @ v).transpose(1, 2).reshape(batch, width, dim)
+        x = self.norm1(x + self.drop(self.attn_out(h)))
+        h = self.fc2(nn.functional.gelu(self.fc1(x)))  # exact (erf) GELU, as BERT's "gelu"
+        return self.norm2(x + self.drop(h))
+
+
+class Bert(nn.Module):
+    """BERT's embeddings (token + position + segment 0, LayerNorm), blocks, mean pool, Linear.
+
+    The mean over the real positions ([CLS] and [SEP] included) is what sentence-transformers
+    trained all-MiniLM-L6-v2's sentence embedding on; `fc` is the new classification head.
+    """
+
+    def __init__(
+        self, vocab_size: int, max_len: int, embed_dim=384, hidden=1536, layers=6, heads=12,
+        dropout=0.1,
+    ):  # fmt: skip
+        super().__init__()
+        self.layers = layers
+        self.embed = nn.Embedding(vocab_size, embed_dim)
+        self.position = nn.Embedding(max_len, embed_dim)
+        self.segment = nn.Embedding(2, embed_dim)  # BERT's token types; one sentence: row 0
+        self.embed_norm = nn.LayerNorm(embed_dim, eps=BERT_LAYER_NORM_EPS)
+        self.drop = nn.Dropout(dropout)
+        for k in range(layers):
+            self.add_module(f"block{k}", BertBlock(embed_dim, heads, hidden, dropout))
+        self.fc = nn.Linear(embed_dim, NUM_CLASSES)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        lengths = sequence_lengths(mask)
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        valid = positions[None, :] < lengths[:, None]
+        x = self.embed(tokens) + self.position(positions)[None] + self.segment.weight[0]
+        x = self.drop(self.embed_norm(x))
+        for k in range(self.layers):
+            x = getattr(self, f"block{k}")(x, valid)
+        weights = valid.to(x.dtype)[..., None]
+        pooled = torch.sum(x * weights, dim=1) / lengths[:, None].to(x.dtype)
+        return self.fc(self.drop(pooled))
+
+
+MODELS = {"lstm": BiLSTM, "transformer": Transformer, "bert": Bert}
 
 
 def create_model(config) -> nn.Module:
@@ -168,6 +246,8 @@ def create_model(config) -> nn.Module:
     )
     if config.model == "lstm":
         return BiLSTM(**shared)
+    if config.model == "bert":
+        return Bert(max_len=config.max_len, heads=config.heads, **shared)
     return Transformer(
         max_len=config.max_len,
         heads=config.heads,
