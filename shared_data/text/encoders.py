@@ -15,7 +15,8 @@ torch model and ports it to Flax like any other state dict (comparisons/pretrain
 
 | Hugging Face ``BertModel`` | ours |
 | --- | --- |
-| embeddings.word_embeddings / position_embeddings / token_type_embeddings | embed / position / segment |
+| embeddings.word_embeddings / .position_embeddings | embed / position |
+| embeddings.token_type_embeddings | segment |
 | embeddings.LayerNorm | embed_norm |
 | encoder.layer.{k}.attention.self.query / key / value | block{k}.query / key / value |
 | encoder.layer.{k}.attention.output.dense / LayerNorm | block{k}.attn_out / norm1 |
@@ -96,14 +97,14 @@ def encoder_dir(name: str) -> Path:
     return folder
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def encoder_config(name: str) -> dict:
     """The Hugging Face config.json of encoder `name` (hidden_size, num_hidden_layers, ...)."""
     path = encoder_dir(name) / "config.json"
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable ({exc}); reinstall {ENCODERS[name].package}")
+        raise DataError(f"{path}: unreadable ({exc}); reinstall {ENCODERS[name].package}") from exc
     if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu":
         raise DataError(f"{path}: not a BERT with exact GELU; the sentiment Bert cannot load it")
     return config
