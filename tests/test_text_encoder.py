@@ -9,6 +9,7 @@ sentence-transformers' own embedding of the same sentences.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -202,3 +203,17 @@ def test_a_fine_tuned_run_serves_raw_text_through_bert_ids(framework, minilm_run
             time.sleep(0.05)
         answer = client.post("/predict", json={"text": TEXTS}).json()
     np.testing.assert_allclose(answer["outputs"], expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow  # two exports of the 22 M-parameter encoder, each checked in a fresh process
+def test_a_fine_tuned_run_exports_with_its_wordpiece_vocabulary(minilm_runs):
+    from comparisons.export import export_run, load_artifact, load_text_encoder
+
+    for framework, fmt in (("jax", "jax.export"), ("torch", "onnx")):
+        manifest_path = export_run(PROJECT.name, framework, fmt, minilm_runs[framework])
+        manifest = json.loads(manifest_path.read_text())
+        assert manifest["verification"]["batches"]["text"]["max_abs_diff"] <= 1e-5
+        text = load_text_encoder(manifest_path)
+        assert text(TEXTS)["tokens"][0, 0] == 101  # [CLS]: the export frames text as BERT
+        outputs = load_artifact(manifest_path)(text(TEXTS))
+        assert np.all(np.isfinite(outputs)) and outputs.shape == (len(TEXTS), 2)

@@ -278,7 +278,7 @@ def variants() -> dict[str, SentimentConfig]:
         heads=12,
         dropout=0.1,
         batch_size=32,
-        lr=5e-5,
+        lr=1e-4,
         schedule="linear",
         warmup_epochs=0.2,
         epochs=2,
