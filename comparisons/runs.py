@@ -43,6 +43,11 @@ def format_history(summary: dict[str, Any]) -> str:
     )
     if summary.get("first_step_s") is not None:
         lines.append(f"first step (compiles under jit): {summary['first_step_s']:.2f} s")
+    if summary.get("new_shape_steps"):
+        lines.append(
+            f"later steps of a new batch shape (each compiles under jit; left out of the rate): "
+            f"{summary['new_shape_steps']}, {summary['new_shape_s']:.2f} s"
+        )
     lines.append(f"parameters: {summary['num_params']:,}   wall time: {summary['wall_s']:.1f} s")
     return "\n".join(lines)
 

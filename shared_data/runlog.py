@@ -127,22 +127,33 @@ class RunLogger:
 
 
 class StepTimer:
-    """Separates the first (compiling) step from the steady-state throughput."""
+    """Separates compiling steps from the steady-state throughput.
+
+    A step is compiling when its batch has a shape no earlier step had: jax.jit traces and
+    compiles anew for it (length-bucketed text batches bring a few widths). The first such
+    step is `first_step_s`; later ones add to `new_shape_s`. Torch's eager steps go through
+    the same rule, so both frameworks' rates leave out the same steps.
+    """
 
     def __init__(self) -> None:
         self.first_step_s: float | None = None
+        self.new_shape_s = 0.0  # compiling steps after the first
+        self.new_shape_steps = 0
         self.steady_s = 0.0
         self.steady_examples = 0
 
     def record(self, seconds: float, examples: int, first: bool) -> None:
-        """Add one timed interval; `first` marks the interval holding compilation."""
+        """Add one timed interval; `first` marks a step whose batch shape is new."""
         if first and self.first_step_s is None:
             self.first_step_s = seconds
+        elif first:
+            self.new_shape_s += seconds
+            self.new_shape_steps += 1
         else:
             self.steady_s += seconds
             self.steady_examples += examples
 
     @property
     def examples_per_s(self) -> float | None:
-        """Training examples per second, compilation excluded."""
+        """Training examples per second, compiling steps excluded."""
         return self.steady_examples / self.steady_s if self.steady_s > 0 else None

@@ -121,6 +121,11 @@ def _evaluate_checkpoint(fw, task, config, workdir, checkpointer, state, splits,
     raise Evaluated(result)
 
 
+def batch_shape(batch: dict[str, Any]) -> tuple:
+    """The shapes of a batch's fields: a new one makes jax.jit compile the step again."""
+    return tuple(sorted((key, np.shape(value)) for key, value in batch.items()))
+
+
 def train_steps_per_epoch(config, dataset) -> int:
     """Optimizer steps in one epoch of `dataset.train` (validation held out, remainder dropped)."""
     n_train = max(num_examples(dataset.train) - config.val_size, 0)
@@ -267,6 +272,7 @@ def fit(
     saved_sums = meta.get("train_sums")
     sums = fw.sums_from_floats(saved_sums) if saved_sums else fw.zero_sums(task.sums)
     timer = StepTimer()
+    shapes_seen: set[tuple] = set()  # batch shapes trained on (jit caches them per process)
     augment = task.augment if config.augment else None
 
     def save(epoch_done: bool) -> float:
@@ -306,12 +312,18 @@ def fit(
         last_log = (step, epoch_start)  # (step, time) of the last train row: its examples/s
         try:
             for batch in bar:
+                shape = batch_shape(batch)
+                if shape not in shapes_seen and shapes_seen:
+                    fw.block(sums)  # the steps before it are done: time this one alone
                 step_start = time.perf_counter()
                 step_rng = fw.step_rng(config.seed, step)
                 state, metrics = train_step(state, fw.to_device(batch), step_rng)
-                if timer.first_step_s is None:  # the first call compiles under jit: time alone
+                if shape not in shapes_seen:  # a new shape compiles under jit: time alone
+                    shapes_seen.add(shape)
                     fw.block(metrics)
-                    timer.record(time.perf_counter() - step_start, config.batch_size, first=True)
+                    took = time.perf_counter() - step_start
+                    timer.record(took, config.batch_size, first=True)
+                    paused += took if steady_start is not None else 0.0
                 else:
                     steady_start = step_start if steady_start is None else steady_start
                     steady_steps += 1
@@ -380,6 +392,9 @@ def fit(
         "steps": step,
         "num_params": fw.num_params(state),
         "first_step_s": timer.first_step_s,
+        # Later steps with a new batch shape (each compiles under jit), left out of the rate.
+        "new_shape_steps": timer.new_shape_steps,
+        "new_shape_s": timer.new_shape_s,
         "train_examples_per_s": timer.examples_per_s,
         "resumed": resumed,
         "wall_s": time.perf_counter() - wall_start,

@@ -145,11 +145,15 @@ def test_exports_read_raw_text_with_the_runs_tokenizer(smoke_runs):
 
 def test_length_buckets_compile_one_jax_step_per_width(tmp_path):
     train = PROJECT.module("jax")
-    config = override(PROJECT.config("smoke"), {"max_len": 24, "bucket_multiple": 8})
+    changes = {"max_len": 24, "bucket_multiple": 4, "tokenizer": "word"}  # words: 8-20
+    config = override(PROJECT.config("smoke"), changes)
     before = train.train_step._cache_size()
-    train.train_and_evaluate(config, tmp_path, progress=False)
-    # Widths 8, 16, 24 at most, whatever the batches hold (bucket_multiple=0: max_len only).
-    assert 1 <= train.train_step._cache_size() - before <= len(bucket_widths(24, 8)) == 3
+    summary = train.train_and_evaluate(config, tmp_path, progress=False)
+    # Widths 4, 8, ..., 24 at most, whatever the batches hold (bucket_multiple=0: max_len only).
+    compiled = train.train_step._cache_size() - before
+    assert 2 <= compiled <= len(bucket_widths(24, 4)) == 6
+    # Every compiling step is timed alone and left out of the throughput.
+    assert summary["new_shape_steps"] == compiled - 1 and summary["new_shape_s"] > 0
 
 
 def test_the_config_checks_cross_validation_folds():
