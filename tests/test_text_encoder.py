@@ -74,6 +74,16 @@ def test_the_wordpiece_vocabulary_frames_and_cuts_like_bert():
         pretrained_tokenizer(vocab_size=1000)
 
 
+def test_a_wordpiece_vocabulary_without_berts_specials_is_refused():
+    from tokenizers import Tokenizer, models
+
+    from shared_data.text.tokenize import TextTokenizer
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "good": 2}
+    with pytest.raises(DataError, match=r"missing: \['\[CLS\]', '\[SEP\]'\]"):
+        TextTokenizer(Tokenizer(models.WordPiece(vocab, unk_token="[UNK]")))
+
+
 def test_a_run_saves_the_wordpiece_vocabulary_and_reads_it_back(tmp_path):
     first = tokenizer_for_run(tmp_path, ["never read"], "wordpiece", 30522)
     again = load_tokenizer(tmp_path)

@@ -49,10 +49,13 @@ class TextTokenizer:
         # A pretrained tokenizer.json may pad and truncate on its own; the data layer does both.
         tokenizer.no_padding()
         tokenizer.no_truncation()
-        if self.kind == "wordpiece":
-            for token in (PAD, UNK, CLS, SEP):
-                if tokenizer.token_to_id(token) is None or tokenizer.token_to_id(PAD) != PAD_ID:
-                    raise DataError(f"tokenizer: a BERT vocabulary needs {token} ([PAD] id 0)")
+        if self.kind == "wordpiece":  # BERT's own ids; the data layer pads with id 0
+            missing = [t for t in (PAD, UNK, CLS, SEP) if tokenizer.token_to_id(t) is None]
+            if missing or tokenizer.token_to_id(PAD) != PAD_ID:
+                raise DataError(
+                    f"tokenizer: a BERT vocabulary needs [PAD] at id 0 and [UNK], [CLS], [SEP] "
+                    f"(missing: {missing or 'none'}; [PAD] is {tokenizer.token_to_id(PAD)})"
+                )
             return
         for expected, token in enumerate(SPECIAL_TOKENS):
             if tokenizer.token_to_id(token) != expected:
