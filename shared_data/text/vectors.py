@@ -168,8 +168,10 @@ def embedding_matrix(
         raise DataError(f"no word of this vocabulary is in {name!r}; is the text lower-cased?")
     ids = np.asarray([i for i, _ in known])
     table_rows = np.asarray([j for _, j in known])
-    scale = float(table.vectors[table_rows].std())
-    matrix[ids] = table.vectors[table_rows] / scale
+    # Accumulated in float64: numpy's float32 sum depends on the array's memory alignment
+    # (its SIMD pairwise summation), so the same rows could give scales 1 ulp apart.
+    scale = float(table.vectors[table_rows].std(dtype=np.float64))
+    matrix[ids] = table.vectors[table_rows] / np.float32(scale)
     return matrix, Coverage(len(known), len(words), scale)
 
 
