@@ -47,7 +47,8 @@ training sentences held out, `val_size`; the test split never chose anything):
   WordPiece vocabulary (``tokenizer=wordpiece``), mean-pooled as it was trained, a new
   linear head (``reinit=fc``), dropout 0.1; Adam 1e-4 (chosen over 5e-5 on validation) with
   a linear warm-up over 0.2 epochs and linear decay, batch 32, 2 epochs.
-  ``roadmap run sentiment --variant minilm --framework torch|jax --data-dir ../shared/data``
+  ``roadmap run sentiment --variant minilm --framework torch|jax --data-dir ../shared/data``:
+  10-fold cross-validation 83.95% (torch) / 84.40% (JAX), 8 / 5 min a run on one core
   (docs/RESULTS.md, "Sentiment with a pretrained encoder"). The weights
   enter through the kit's `--weights` path: loaded into torch's seeded model and ported to
   Flax (comparisons/pretrained.py, `packaged_weights` below), as the transfer project's do.
