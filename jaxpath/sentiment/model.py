@@ -38,6 +38,12 @@ def reverse_index(lengths, width: int):
     return jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
 
 
+def masked_mean(x, valid, lengths):
+    """Mean of x [B, T, D] over each row's real positions (`valid` [B, T], `lengths` [B])."""
+    weights = valid.astype(x.dtype)[..., None]
+    return jnp.sum(x * weights, axis=1) / lengths[:, None].astype(x.dtype)
+
+
 def gather_time(x, index):
     """x[b, index[b, t]] for x [B, T, D]."""
     return jnp.take_along_axis(x, index[..., None], axis=1)
@@ -146,8 +152,7 @@ class Transformer(nn.Module):
         if self.pool == "max":
             pooled = jnp.max(jnp.where(valid[..., None], x, -jnp.inf), axis=1)
         else:
-            weights = valid.astype(x.dtype)[..., None]
-            pooled = jnp.sum(x * weights, axis=1) / lengths[:, None].astype(x.dtype)
+            pooled = masked_mean(x, valid, lengths)
         pooled = nn.Dropout(self.dropout, deterministic=not train)(pooled)
         return TorchDense(NUM_CLASSES, self.embed_dim, name="fc")(pooled)
 
@@ -221,9 +226,7 @@ class Bert(nn.Module):
             x = BertBlock(self.embed_dim, self.heads, self.hidden, self.dropout, name=f"block{k}")(
                 x, valid, train
             )
-        weights = valid.astype(x.dtype)[..., None]
-        pooled = jnp.sum(x * weights, axis=1) / lengths[:, None].astype(x.dtype)
-        pooled = nn.Dropout(self.dropout, deterministic=not train)(pooled)
+        pooled = nn.Dropout(self.dropout, deterministic=not train)(masked_mean(x, valid, lengths))
         return TorchDense(NUM_CLASSES, self.embed_dim, name="fc")(pooled)
 
 

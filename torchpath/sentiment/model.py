@@ -36,6 +36,12 @@ def reverse_index(lengths: torch.Tensor, width: int) -> torch.Tensor:
     return torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
 
 
+def masked_mean(x: torch.Tensor, valid: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean of x [B, T, D] over each row's real positions (`valid` [B, T], `lengths` [B])."""
+    weights = valid.to(x.dtype)[..., None]
+    return torch.sum(x * weights, dim=1) / lengths[:, None].to(x.dtype)
+
+
 def gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """x[b, index[b, t]] for x [B, T, D]."""
     return torch.gather(x, 1, index[..., None].expand(-1, -1, x.shape[-1]))
@@ -152,8 +158,7 @@ class Transformer(nn.Module):
         if self.pool == "max":
             pooled = torch.amax(x.masked_fill(~valid[..., None], float("-inf")), dim=1)
         else:
-            weights = valid.to(x.dtype)[..., None]
-            pooled = torch.sum(x * weights, dim=1) / lengths[:, None].to(x.dtype)
+            pooled = masked_mean(x, valid, lengths)
         return self.fc(self.drop(pooled))
 
 
@@ -225,8 +230,7 @@ class Bert(nn.Module):
         x = self.drop(self.embed_norm(x))
         for k in range(self.layers):
             x = getattr(self, f"block{k}")(x, valid)
-        weights = valid.to(x.dtype)[..., None]
-        pooled = torch.sum(x * weights, dim=1) / lengths[:, None].to(x.dtype)
+        pooled = masked_mean(x, valid, lengths)
         return self.fc(self.drop(pooled))
 
 
