@@ -248,8 +248,9 @@ register(
     Project(
         name="sentiment",
         dataset="rt-polarity (90/10 split), SST-2 (GLUE) or embedded sentences",
-        description="a masked bidirectional LSTM and a small transformer encoder over BPE "
-        "tokens (Hugging Face tokenizers, learned per run); padding never changes a logit",
+        description="a masked bidirectional LSTM and a small transformer encoder over words "
+        "or BPE tokens (Hugging Face tokenizers, learned per run), or a pretrained BERT "
+        "(all-MiniLM-L6-v2) alone or under the BiLSTM; padding never changes a logit",
         model_inputs=("tokens", "mask"),
         inputs=lambda config: {
             "tokens": InputSpec(

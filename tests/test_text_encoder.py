@@ -116,7 +116,7 @@ def test_a_missing_package_says_what_to_install(monkeypatch):
 def test_the_config_keeps_the_encoder_whole():
     with pytest.raises(ConfigError, match="'embed_dim' must be 384"):
         override(PROJECT.config("minilm"), ["embed_dim=128", "heads=8"])
-    with pytest.raises(ConfigError, match="model=bert and tokenizer=wordpiece"):
+    with pytest.raises(ConfigError, match="model=bert or bert-lstm and tokenizer=wordpiece"):
         override(PROJECT.config("minilm"), ["model=transformer"])
     with pytest.raises(ConfigError, match="word_dropout"):
         override(PROJECT.config("minilm"), ["augment=true", "word_dropout=0.1"])
@@ -167,6 +167,48 @@ def test_the_ported_encoder_agrees_forward_and_after_a_step():
     assert max(params_diff(pair).values()) <= 1e-4
     moved = (pair.torch_state.model.block5.fc2.weight - before).abs().max().item()
     assert moved > 1e-3  # the step really moved the pretrained layers
+
+
+def test_the_bilstm_over_the_frozen_encoder_agrees_and_trains_only_its_own_layers():
+    # minilm-lstm with its encoder frozen (encoder_lr_scale 0) under a new BiLSTM and head.
+    # Adam's first step moves every trained weight by about lr; the frozen ones not at all.
+    config = dataclasses.replace(
+        PROJECT.config("minilm-lstm"), dropout=0.0, max_len=32, encoder_lr_scale=0.0
+    )
+    pair = make_pair(PROJECT, config, steps_per_epoch=1)
+    batch = _batch(TEXTS)
+    assert predict_diff(pair, batch) <= 1e-5
+    model = pair.torch_state.model
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    packaged = encoders.encoder_state_dict("all-minilm-l6-v2", 32)
+    np.testing.assert_array_equal(before["block3.fc1.weight"], packaged["block3.fc1.weight"])
+    jax_sums, torch_sums = step_both(pair, batch)
+    for key in jax_sums:
+        np.testing.assert_allclose(jax_sums[key], torch_sums[key], rtol=1e-5, atol=1e-5)
+    assert max(params_diff(pair).values()) <= 1e-4
+    moved = {k: (v - before[k]).abs().max().item() for k, v in model.state_dict().items()}
+    trained = {k for k in moved if k.split(".")[0] in ("fwd0", "bwd0", "fc")}
+    assert all(moved[k] == 0 for k in moved if k not in trained)
+    buffers = ("fwd0.bias_hh_l0", "bwd0.bias_hh_l0")  # the zero second biases (single_bias_lstm)
+    assert all(moved[k] > 1e-4 for k in trained - set(buffers))
+    assert all(moved[k] == 0 for k in buffers)
+    # JAX: the frozen encoder's parameters are bit-identical to the packaged ones too.
+    jax_params = pair.jax_state.params
+    np.testing.assert_array_equal(
+        np.asarray(jax_params["block3"]["fc1"]["kernel"]), packaged["block3.fc1.weight"].T
+    )
+
+
+def test_the_encoder_learning_rate_is_for_berts_only():
+    with pytest.raises(ConfigError, match="encoder_lr_scale"):
+        override(PROJECT.config("glove"), ["encoder_lr_scale=0"])
+    with pytest.raises(ConfigError, match="set one of them"):
+        override(PROJECT.config("minilm-lstm"), ["embed_lr_scale=0.5"])
+    with pytest.raises(ConfigError, match="'weights'.*needs model=bert or bert-lstm"):
+        override(PROJECT.config("minilm-lstm"), ["model=lstm", "encoder_lr_scale=1"])
+    # A head that is not re-initialised has no counterpart in the packaged weights.
+    with pytest.raises(ConfigError, match="missing.*fwd0"):
+        make_pair(PROJECT, override(PROJECT.config("minilm-lstm"), ["reinit=fc", "max_len=16"]))
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,13 @@
-"""Sentiment classifiers in Flax Linen: a masked BiLSTM, a transformer encoder and a BERT.
+"""Sentiment classifiers in Flax Linen: a masked BiLSTM, a transformer encoder, a BERT, and
+a BiLSTM over a BERT's states.
 
 Read beside torchpath/sentiment/model.py: same classes, same submodule names (embed,
 fwd{k}, bwd{k}, fc; position, block{k}/{norm1, attn, norm2, fc1, fc2}, norm; Bert's
-segment, embed_norm, block{k}/{query, key, value, attn_out, norm1, fc1, fc2, norm2}),
-same order.
+segment, embed_norm, block{k}/{query, key, value, attn_out, norm1, fc1, fc2, norm2};
+BertLSTM's are Bert's, then fwd{k}, bwd{k}, fc), same order.
 Inputs are token ids [B, T] (int32) and a left-aligned mask [B, T] (float32, 1 on the first
 length_b positions); outputs are logits [B, 2]. A row's length is mask.sum() (at least 1):
-both models read the first `length` tokens only, so padding never changes a logit.
+every model reads the first `length` tokens only, so padding never changes a logit.
 """
 
 from __future__ import annotations
@@ -49,6 +50,27 @@ def gather_time(x, index):
     return jnp.take_along_axis(x, index[..., None], axis=1)
 
 
+def bilstm_max(x, lengths, hidden: int, layers: int):
+    """`layers` bidirectional layers fwd{k}/bwd{k} over x [B, T, D], max-pooled over real
+    positions. Call it inside a compact method: the layers belong to that module.
+
+    PARITY: torch's bilstm_max reads layers its module registered in __init__ (add_bilstm);
+    Flax's compact style creates them where they are used.
+    """
+    reverse = reverse_index(lengths, x.shape[1])
+    for k in range(layers):
+        # The forward LSTM's outputs before `length` never see the padding after it; the
+        # backward one reads each row reversed within its length, so the same holds.
+        forward, _ = TorchLSTM(hidden, batch_first=True, name=f"fwd{k}")(x)
+        backward_reversed, _ = TorchLSTM(hidden, batch_first=True, name=f"bwd{k}")(
+            gather_time(x, reverse)
+        )
+        x = jnp.concatenate([forward, gather_time(backward_reversed, reverse)], axis=-1)
+    # Max over the real positions of both directions (final states alone learn far slower).
+    valid = jnp.arange(x.shape[1])[None, :, None] < lengths[:, None, None]
+    return jnp.max(jnp.where(valid, x, -jnp.inf), axis=1)
+
+
 class BiLSTM(nn.Module):
     """Embedding, `layers` bidirectional LSTM layers, max-pool over real positions, Dense."""
 
@@ -61,22 +83,11 @@ class BiLSTM(nn.Module):
     @nn.compact
     def __call__(self, tokens, mask, train: bool = False):
         lengths = sequence_lengths(mask)
-        reverse = reverse_index(lengths, tokens.shape[1])
         embed = nn.Embed(
             self.vocab_size, self.embed_dim, embedding_init=embedding_init, name="embed"
         )
         x = nn.Dropout(self.dropout, deterministic=not train)(embed(tokens))
-        for k in range(self.layers):
-            # The forward LSTM's outputs before `length` never see the padding after it; the
-            # backward one reads each row reversed within its length, so the same holds.
-            forward, _ = TorchLSTM(self.hidden, batch_first=True, name=f"fwd{k}")(x)
-            backward_reversed, _ = TorchLSTM(self.hidden, batch_first=True, name=f"bwd{k}")(
-                gather_time(x, reverse)
-            )
-            x = jnp.concatenate([forward, gather_time(backward_reversed, reverse)], axis=-1)
-        # Max over the real positions of both directions (final states alone learn far slower).
-        valid = jnp.arange(tokens.shape[1])[None, :, None] < lengths[:, None, None]
-        features = jnp.max(jnp.where(valid, x, -jnp.inf), axis=1)
+        features = bilstm_max(x, lengths, self.hidden, self.layers)
         features = nn.Dropout(self.dropout, deterministic=not train)(features)
         return TorchDense(NUM_CLASSES, 2 * self.hidden, name="fc")(features)
 
@@ -209,8 +220,12 @@ class Bert(nn.Module):
     heads: int = 12
     dropout: float = 0.1
 
-    @nn.compact
-    def __call__(self, tokens, mask, train: bool = False):
+    def encode(self, tokens, mask, train: bool):
+        """(the last block's states [B, T, D], valid [B, T], lengths [B]).
+
+        PARITY: torch's Bert.encode is a method too; here it is called from a compact
+        __call__, so the layers it makes belong to this module, under the same names.
+        """
         lengths = sequence_lengths(mask)
         positions = jnp.arange(tokens.shape[1])
         valid = positions[None, :] < lengths[:, None]
@@ -226,11 +241,35 @@ class Bert(nn.Module):
             x = BertBlock(self.embed_dim, self.heads, self.hidden, self.dropout, name=f"block{k}")(
                 x, valid, train
             )
+        return x, valid, lengths
+
+    @nn.compact
+    def __call__(self, tokens, mask, train: bool = False):
+        x, valid, lengths = self.encode(tokens, mask, train)
         pooled = nn.Dropout(self.dropout, deterministic=not train)(masked_mean(x, valid, lengths))
         return TorchDense(NUM_CLASSES, self.embed_dim, name="fc")(pooled)
 
 
-MODELS = {"lstm": BiLSTM, "transformer": Transformer, "bert": Bert}
+class BertLSTM(Bert):
+    """A BERT's last states read by `rnn_layers` BiLSTM layers, max-pooled, then Dense.
+
+    The pretrained encoder as a feature extractor for the BiLSTM classifier (bentrevett's
+    "Transformers for Sentiment Analysis" puts a bidirectional GRU on a frozen BERT); with
+    encoder_lr_scale=0 only fwd{k}, bwd{k} and fc learn.
+    """
+
+    rnn_hidden: int = 128
+    rnn_layers: int = 1
+
+    @nn.compact
+    def __call__(self, tokens, mask, train: bool = False):
+        x, _, lengths = self.encode(tokens, mask, train)
+        features = bilstm_max(x, lengths, self.rnn_hidden, self.rnn_layers)
+        features = nn.Dropout(self.dropout, deterministic=not train)(features)
+        return TorchDense(NUM_CLASSES, 2 * self.rnn_hidden, name="fc")(features)
+
+
+MODELS = {"lstm": BiLSTM, "transformer": Transformer, "bert": Bert, "bert-lstm": BertLSTM}
 
 
 def create_model(config) -> nn.Module:
@@ -248,6 +287,14 @@ def create_model(config) -> nn.Module:
         return BiLSTM(**shared)
     if config.model == "bert":
         return Bert(max_len=config.max_len, heads=config.heads, **shared)
+    if config.model == "bert-lstm":
+        return BertLSTM(
+            max_len=config.max_len,
+            heads=config.heads,
+            rnn_hidden=config.rnn_hidden,
+            rnn_layers=config.rnn_layers,
+            **shared,
+        )
     return Transformer(
         max_len=config.max_len,
         heads=config.heads,

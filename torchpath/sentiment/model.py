@@ -1,12 +1,13 @@
-"""Sentiment classifiers in PyTorch: a masked BiLSTM, a transformer encoder and a BERT.
+"""Sentiment classifiers in PyTorch: a masked BiLSTM, a transformer encoder, a BERT, and a
+BiLSTM over a BERT's states.
 
 Read beside jaxpath/sentiment/model.py: same classes, same submodule names (embed,
 fwd{k}, bwd{k}, fc; position, block{k}/{norm1, attn, norm2, fc1, fc2}, norm; Bert's
-segment, embed_norm, block{k}/{query, key, value, attn_out, norm1, fc1, fc2, norm2}),
-same order.
+segment, embed_norm, block{k}/{query, key, value, attn_out, norm1, fc1, fc2, norm2};
+BertLSTM's are Bert's, then fwd{k}, bwd{k}, fc), same order.
 Inputs are token ids [B, T] and a left-aligned mask [B, T] (float32, 1 on the first length_b
-positions); outputs are logits [B, 2]. A row's length is mask.sum() (at least 1): both
-models read the first `length` tokens only, so padding never changes a logit.
+positions); outputs are logits [B, 2]. A row's length is mask.sum() (at least 1): every
+model reads the first `length` tokens only, so padding never changes a logit.
 
 No pack_padded_sequence: reversing each row within its length gives the backward direction
 the same invariance with plain tensors, which torch.export and torch.compile take whole.
@@ -61,6 +62,28 @@ def single_bias_lstm(input_size: int, hidden: int) -> nn.LSTM:
     return lstm
 
 
+def add_bilstm(module: nn.Module, input_size: int, hidden: int, layers: int) -> None:
+    """Register `layers` bidirectional layers on `module` as fwd{k} and bwd{k}."""
+    for k in range(layers):
+        width = input_size if k == 0 else 2 * hidden
+        module.add_module(f"fwd{k}", single_bias_lstm(width, hidden))
+        module.add_module(f"bwd{k}", single_bias_lstm(width, hidden))
+
+
+def bilstm_max(module: nn.Module, x: torch.Tensor, lengths: torch.Tensor, layers: int):
+    """`module`'s fwd{k}/bwd{k} layers over x [B, T, D], max-pooled over real positions."""
+    reverse = reverse_index(lengths, x.shape[1])
+    for k in range(layers):
+        # The forward LSTM's outputs before `length` never see the padding after it; the
+        # backward one reads each row reversed within its length, so the same holds.
+        forward, _ = getattr(module, f"fwd{k}")(x)
+        backward_reversed, _ = getattr(module, f"bwd{k}")(gather_time(x, reverse))
+        x = torch.cat([forward, gather_time(backward_reversed, reverse)], dim=-1)
+    # Max over the real positions of both directions (final states alone learn far slower).
+    valid = torch.arange(x.shape[1], device=x.device)[None, :, None] < lengths[:, None, None]
+    return torch.amax(torch.where(valid, x, -torch.inf), dim=1)
+
+
 class BiLSTM(nn.Module):
     """Embedding, `layers` bidirectional LSTM layers, max-pool over real positions, Linear."""
 
@@ -68,28 +91,13 @@ class BiLSTM(nn.Module):
         super().__init__()
         self.layers = layers
         self.embed = nn.Embedding(vocab_size, embed_dim)
-        for k in range(layers):
-            width = embed_dim if k == 0 else 2 * hidden
-            self.add_module(f"fwd{k}", single_bias_lstm(width, hidden))
-            self.add_module(f"bwd{k}", single_bias_lstm(width, hidden))
+        add_bilstm(self, embed_dim, hidden, layers)
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(2 * hidden, NUM_CLASSES)
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         lengths = sequence_lengths(mask)
-        reverse = reverse_index(lengths, tokens.shape[1])
-        x = self.drop(self.embed(tokens))
-        for k in range(self.layers):
-            # The forward LSTM's outputs before `length` never see the padding after it; the
-            # backward one reads each row reversed within its length, so the same holds.
-            forward, _ = getattr(self, f"fwd{k}")(x)
-            backward_reversed, _ = getattr(self, f"bwd{k}")(gather_time(x, reverse))
-            x = torch.cat([forward, gather_time(backward_reversed, reverse)], dim=-1)
-        # Max over the real positions of both directions (final states alone learn far slower).
-        valid = (
-            torch.arange(tokens.shape[1], device=x.device)[None, :, None] < lengths[:, None, None]
-        )
-        features = torch.amax(torch.where(valid, x, -torch.inf), dim=1)
+        features = bilstm_max(self, self.drop(self.embed(tokens)), lengths, self.layers)
         return self.fc(self.drop(features))
 
 
@@ -222,7 +230,8 @@ class Bert(nn.Module):
             self.add_module(f"block{k}", BertBlock(embed_dim, heads, hidden, dropout))
         self.fc = nn.Linear(embed_dim, NUM_CLASSES)
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def encode(self, tokens: torch.Tensor, mask: torch.Tensor):
+        """(the last block's states [B, T, D], valid [B, T], lengths [B])."""
         lengths = sequence_lengths(mask)
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         valid = positions[None, :] < lengths[:, None]
@@ -230,11 +239,39 @@ class Bert(nn.Module):
         x = self.drop(self.embed_norm(x))
         for k in range(self.layers):
             x = getattr(self, f"block{k}")(x, valid)
+        return x, valid, lengths
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x, valid, lengths = self.encode(tokens, mask)
         pooled = masked_mean(x, valid, lengths)
         return self.fc(self.drop(pooled))
 
 
-MODELS = {"lstm": BiLSTM, "transformer": Transformer, "bert": Bert}
+class BertLSTM(Bert):
+    """A BERT's last states read by `rnn_layers` BiLSTM layers, max-pooled, then Linear.
+
+    The pretrained encoder as a feature extractor for the BiLSTM classifier (bentrevett's
+    "Transformers for Sentiment Analysis" puts a bidirectional GRU on a frozen BERT); with
+    encoder_lr_scale=0 only fwd{k}, bwd{k} and fc learn.
+    """
+
+    def __init__(
+        self, vocab_size: int, max_len: int, embed_dim=384, hidden=1536, layers=6, heads=12,
+        dropout=0.1, rnn_hidden=128, rnn_layers=1,
+    ):  # fmt: skip
+        super().__init__(vocab_size, max_len, embed_dim, hidden, layers, heads, dropout)
+        self.rnn_layers = rnn_layers
+        del self.fc  # the head reads the BiLSTM: registered after it, as Flax orders it
+        add_bilstm(self, embed_dim, rnn_hidden, rnn_layers)
+        self.fc = nn.Linear(2 * rnn_hidden, NUM_CLASSES)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x, _, lengths = self.encode(tokens, mask)
+        features = bilstm_max(self, x, lengths, self.rnn_layers)
+        return self.fc(self.drop(features))
+
+
+MODELS = {"lstm": BiLSTM, "transformer": Transformer, "bert": Bert, "bert-lstm": BertLSTM}
 
 
 def create_model(config) -> nn.Module:
@@ -252,6 +289,14 @@ def create_model(config) -> nn.Module:
         return BiLSTM(**shared)
     if config.model == "bert":
         return Bert(max_len=config.max_len, heads=config.heads, **shared)
+    if config.model == "bert-lstm":
+        return BertLSTM(
+            max_len=config.max_len,
+            heads=config.heads,
+            rnn_hidden=config.rnn_hidden,
+            rnn_layers=config.rnn_layers,
+            **shared,
+        )
     return Transformer(
         max_len=config.max_len,
         heads=config.heads,
