@@ -123,19 +123,23 @@ def step_both(pair: Pair, batch: dict[str, np.ndarray], step: int = 0) -> tuple[
     return as_floats(jax_metrics), as_floats(torch_metrics)
 
 
-def params_diff(pair: Pair) -> dict[str, float]:
-    """{flax path: max |JAX - torch|} of every variable (params and batch_stats) right now."""
+def flat_arrays(tree) -> dict[str, np.ndarray]:
+    """{"params/block3/fc1/kernel": numpy array} of every leaf of a Flax variable tree."""
     import jax
 
-    ours = jax_variables(pair.jax_state)
-    theirs = torch_as_flax(pair.torch_state, ours)
-    flat_ours = jax.tree_util.tree_flatten_with_path(ours)[0]
-    flat_theirs = dict(jax.tree_util.tree_flatten_with_path(theirs)[0])
     return {
-        jax.tree_util.keystr(path, simple=True, separator="/"): float(
-            np.max(np.abs(np.asarray(value) - np.asarray(flat_theirs[path])))
-        )
-        for path, value in flat_ours
+        jax.tree_util.keystr(path, simple=True, separator="/"): np.asarray(leaf)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
+
+
+def params_diff(pair: Pair) -> dict[str, float]:
+    """{flax path: max |JAX - torch|} of every variable (params and batch_stats) right now."""
+    ours = jax_variables(pair.jax_state)
+    theirs = flat_arrays(torch_as_flax(pair.torch_state, ours))
+    return {
+        path: float(np.max(np.abs(value - theirs[path])))
+        for path, value in flat_arrays(ours).items()
     }
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from comparisons.parity import make_pair, params_diff, predict_diff, step_both
+from comparisons.parity import flat_arrays, make_pair, params_diff, predict_diff, step_both
 from comparisons.pretrained import source_state_dict
 from comparisons.registry import get_project
 from shared_data.configs.base import ConfigError, override
@@ -180,7 +180,7 @@ def test_the_bilstm_over_the_frozen_encoder_agrees_and_trains_only_its_own_layer
     assert predict_diff(pair, batch) <= 1e-5
     model = pair.torch_state.model
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    jax_before = {k: np.array(v) for k, v in _flat(pair.jax_state.params).items()}
+    jax_before = {k: v.copy() for k, v in flat_arrays(pair.jax_state.params).items()}
     packaged = encoders.encoder_state_dict("all-minilm-l6-v2", 32)
     np.testing.assert_array_equal(before["block3.fc1.weight"], packaged["block3.fc1.weight"])
     jax_sums, torch_sums = step_both(pair, batch)
@@ -194,20 +194,12 @@ def test_the_bilstm_over_the_frozen_encoder_agrees_and_trains_only_its_own_layer
     assert all(moved[k] > 1e-4 for k in trained - set(buffers))
     assert all(moved[k] == 0 for k in buffers)
     # JAX: the same split, every encoder leaf bit-identical after the step.
-    jax_after = _flat(pair.jax_state.params)
+    jax_after = flat_arrays(pair.jax_state.params)
     for path, value in jax_before.items():
         if path.split("/")[0] in ("fwd0", "bwd0", "fc"):
             assert np.abs(np.asarray(jax_after[path]) - value).max() > 1e-4, path
         else:
             np.testing.assert_array_equal(np.asarray(jax_after[path]), value, err_msg=path)
-
-
-def _flat(params) -> dict:
-    """{"block3/fc1/kernel": array} of a Flax parameter tree."""
-    import jax
-
-    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    return {jax.tree_util.keystr(p, simple=True, separator="/"): v for p, v in leaves}
 
 
 def test_the_encoder_learning_rate_is_for_berts_only():
