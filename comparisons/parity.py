@@ -97,14 +97,24 @@ def max_abs_diff(a: Any, b: Any) -> float:
     return worst
 
 
-def predict_diff(pair: Pair, batch: dict[str, np.ndarray]) -> float:
-    """Max |JAX - torch| of `predict` on the same numpy batch."""
+def predict_both(pair: Pair, batch: dict[str, np.ndarray]) -> tuple[Any, Any]:
+    """`predict` of each framework on the same numpy batch: (JAX's output, torch's)."""
     import torch
 
     jax_out = pair.jax_train.predict(pair.jax_state, pair.jax_train.to_device(batch))
     with torch.no_grad():
         torch_out = pair.torch_train.predict(pair.torch_state, pair.torch_train.to_device(batch))
-    return max_abs_diff(jax_out, torch_out)
+    return jax_out, torch_out
+
+
+def predict_diff(pair: Pair, batch: dict[str, np.ndarray]) -> float:
+    """Max |JAX - torch| of `predict` on the same numpy batch."""
+    return max_abs_diff(*predict_both(pair, batch))
+
+
+def output_scale(outputs: Any) -> float:
+    """max(1, largest |value| over every leaf): what an output tolerance is relative to."""
+    return max([1.0] + [float(np.max(np.abs(x))) for x in leaves(outputs) if x.size])
 
 
 def step_both(pair: Pair, batch: dict[str, np.ndarray], step: int = 0) -> tuple[dict, dict]:

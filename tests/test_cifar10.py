@@ -7,6 +7,7 @@ outputs, one step's loss, parameters and BatchNorm running statistics of every m
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +146,50 @@ def test_stop_mid_epoch_then_resume_matches_uninterrupted(framework, tmp_path):
     rows = read_jsonl(tmp_path / "resumed" / "metrics.jsonl")
     train_rows = [r for r in rows if r["split"] == "train"]
     assert train_rows and all("lr" in r and r["examples_per_s"] > 0 for r in train_rows)
+
+
+# The shortcut's workaround (torchpath/cifar10/model.py, ConvBN): on AVX2-only CPUs, torch
+# 2.14.1's oneDNN corrupted the heap in the weight gradient of this exact conv. A fresh
+# process with one thread, as the test workers use, so a crash fails this test alone.
+_SHORTCUT_SCRIPT = """
+import torch
+from torchpath.cifar10.model import ConvBN
+torch.set_num_threads(1)
+torch.manual_seed(0)
+block = ConvBN(4, 8, kernel=1, stride=2)
+assert block.nchw_input
+for _ in range(20):
+    x = torch.rand(8, 4, 32, 32).contiguous(memory_format=torch.channels_last)
+    block.zero_grad()
+    block(x).square().sum().backward()
+# The weight gradient, by hand: the BatchNorm's input gradient times the strided input.
+x = torch.rand(8, 4, 32, 32).contiguous(memory_format=torch.channels_last)
+block.zero_grad()
+conv_out = block.conv(x.contiguous()).detach().requires_grad_()
+block.bn(conv_out).square().sum().backward()
+expected = torch.einsum("nchw,nohw->oc", x[:, :, ::2, ::2], conv_out.grad)
+block.zero_grad()
+block(x).square().sum().backward()
+diff = (block.conv.weight.grad[:, :, 0, 0] - expected).abs().max().item()
+assert diff <= 1e-3 * expected.abs().max().item(), diff
+print("ok")
+"""
+
+
+def test_strided_1x1_shortcut_with_few_channels_survives_channels_last_backward():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", _SHORTCUT_SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=300,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", (
+        f"rc={done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    )

@@ -1,9 +1,10 @@
 """The parity harness over the whole registry: same weights -> same function, step for step.
 
 For every registered project and every one of its models, from torch's init ported to Flax
-(comparisons/parity.py): outputs agree to 1e-5, every metric sum of a training step (the
-loss first) agrees on the same batch and noise, and the parameters after one optimizer step
-(three, with a schedule) agree to 1e-4. No project is named here.
+(comparisons/parity.py): outputs agree to 1e-5 (relative where they pass magnitude 1), every
+metric sum of a training step (the loss first) agrees on the same batch and noise, and the
+parameters after one optimizer step (three, with a schedule) agree to 1e-4.
+No project is named here.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import pytest
 
 from comparisons.parity import (
     make_pair,
+    max_abs_diff,
+    output_scale,
     params_diff,
     params_outliers,
     parity_config,
-    predict_diff,
+    predict_both,
     step_both,
 )
 from comparisons.registry import list_projects
@@ -36,7 +39,11 @@ def _batch(project, config, size: int, seed: int):
 def test_same_weights_same_outputs(project, model):
     config = parity_config(project, model)
     pair = make_pair(project, config)
-    assert predict_diff(pair, _batch(project, config, 16, seed=3)) <= 1e-5
+    jax_out, torch_out = predict_both(pair, _batch(project, config, 16, seed=3))
+    # 1e-5, relative to the outputs' magnitude where it passes 1: float32's spacing grows
+    # with the value. ResNet-50's random-init logits reach 8.9, where the two frameworks'
+    # kernels differed by 1.5e-5 (16 ulps, 1.7e-6 relative) on an AVX2 CPU.
+    assert max_abs_diff(jax_out, torch_out) <= 1e-5 * output_scale(torch_out)
 
 
 @pytest.mark.parametrize("optimizer,lr", OPTIMIZERS, ids=[o for o, _ in OPTIMIZERS])

@@ -64,8 +64,16 @@ class ConvBN(nn.Module):
         super().__init__()
         self.conv = conv(in_features, features, kernel, stride=stride, padding=kernel // 2)
         self.bn = batch_norm(features, bn_momentum, bn_eps)
+        # WORKAROUND (torch 2.14.1, oneDNN on AVX2 CPUs without AVX-512): the weight gradient
+        # of a strided 1x1 conv with 2-7 input channels corrupts the heap when its input is
+        # channels_last (jit_avx2_1x1_convolution_bwd_weights_t; docs/TROUBLESHOOTING.md).
+        # One-channel images reach the model channels_last (to_layout), so the detection
+        # smoke model's first shortcut hit it. Such a conv gets a plain NCHW input instead.
+        self.nchw_input = kernel == 1 and stride > 1 and in_features < 8
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.nchw_input:
+            x = x.contiguous(memory_format=torch.contiguous_format)
         return self.bn(self.conv(x))
 
 
