@@ -52,7 +52,10 @@ def project_runs(request, tmp_path_factory):
     for framework in ("jax", "torch"):
         _roadmap("run", project.name, "--framework", framework, "--run-id", "solo", *common)
     _roadmap("compare", project.name, "--run-id", "side", *common)
-    _roadmap("ir", project.name, "--no-compile", "--no-torchscript", "--batch-size", "4", *common)
+    # No SVGs: Graphviz takes a minute or more per whole-step picture on a slow CPU, and
+    # tests/test_ir.py and tests/test_report.py draw and show the MNIST pictures.
+    ir_flags = ("--no-compile", "--no-torchscript", "--no-pictures", "--batch-size", "4")
+    _roadmap("ir", project.name, *ir_flags, *common)
     _roadmap(
         "bench",
         project.name,
@@ -109,6 +112,9 @@ def test_ir_dumps_both_frameworks(project_runs):
         for what in ("forward", "train_step"):
             section = ir["frameworks"][framework][what]
             assert sum(section["op_categories"].values()) > 0, (framework, what)
+    for framework in ("jax", "torch"):  # --no-pictures: each graph's source, no SVG
+        folder = workdir / project.name / "ir" / framework
+        assert (folder / "train_step.whole.dot").is_file() and not list(folder.glob("*.svg"))
     flops = ir["comparison"]["train_step"]["matmul_conv_flops"]
     assert flops["jax"] and flops["torch"], flops
     if project.name not in FLOPS_NOT_COMPARABLE:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from comparisons.parity import (
+    flat_arrays,
     make_pair,
     max_abs_diff,
     output_scale,
@@ -53,7 +54,7 @@ def test_one_step_same_loss_and_parameters(project, model, optimizer, lr):
         project, model, optimizer=optimizer, lr=lr, weight_decay=1e-4, schedule="step"
     )
     pair = make_pair(project, config)
-    before = {k: np.asarray(v) for k, v in _flat(pair.jax_state.params).items()}
+    before = flat_arrays(pair.jax_state.params)
     jax_sums, torch_sums = step_both(pair, _batch(project, config, 32, seed=4))
     assert set(jax_sums) == set(torch_sums) == set(project.task(config).sums)
     for key in jax_sums:  # the loss, and every other sum the task reduces
@@ -72,7 +73,7 @@ def test_one_step_same_loss_and_parameters(project, model, optimizer, lr):
     else:
         assert max(diffs.values()) <= 1e-4, diffs
     # The step really moved the weights, so the comparison is not vacuous.
-    after = _flat(pair.jax_state.params)
+    after = flat_arrays(pair.jax_state.params)
     assert max(float(np.max(np.abs(after[k] - before[k]))) for k in before) > 1e-4
 
 
@@ -83,12 +84,3 @@ def test_three_steps_with_a_schedule_stay_equal(project):
     for step in range(3):
         step_both(pair, _batch(project, config, 16, seed=10 + step), step)
     assert max(params_diff(pair).values()) <= 1e-4
-
-
-def _flat(tree) -> dict:
-    import jax
-
-    return {
-        jax.tree_util.keystr(path): np.asarray(leaf)
-        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
-    }

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import copy
 
-import jax
 import numpy as np
 import pytest
 
 from comparisons import pergrad
 from comparisons.cli import main
-from comparisons.parity import make_pair, parity_config
+from comparisons.parity import flat_arrays, make_pair, parity_config
 from comparisons.registry import get_project
 from comparisons.weights import torch_to_flax
 from jaxpath.mnist import per_example as jpe
@@ -36,9 +35,9 @@ def case(request):
     jax_batch = pair.jax_train.to_device(batch)
     torch_batch = pair.torch_train.to_device(batch)
     grads = {
-        "jax vmap": _flat_jax(jpe.per_example_grads(pair.jax_state, jax_batch)),
-        "jax loop": _flat_jax(jpe.per_example_grads_loop(pair.jax_state, jax_batch)),
-        "jax batch": _flat_jax(jpe.batch_grads(pair.jax_state, jax_batch)),
+        "jax vmap": flat_arrays(jpe.per_example_grads(pair.jax_state, jax_batch)),
+        "jax loop": flat_arrays(jpe.per_example_grads_loop(pair.jax_state, jax_batch)),
+        "jax batch": flat_arrays(jpe.batch_grads(pair.jax_state, jax_batch)),
     }
     torch_grads = {
         "torch vmap": tpe.per_example_grads(pair.torch_state, torch_batch),
@@ -55,16 +54,11 @@ def case(request):
     return {"model": request.param, "pair": pair, "batch": jax_batch, "grads": grads}
 
 
-def _flat_jax(tree) -> dict[str, np.ndarray]:
-    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat}
-
-
 def _port(model, grads, index, template) -> dict[str, np.ndarray]:
     """torch gradients (of example `index`, or all) in Flax's layout, by the weight rules."""
     holder = copy.deepcopy(model)  # gradients port like the weights they belong to
     holder.load_state_dict({k: v if index is None else v[index] for k, v in grads.items()})
-    return _flat_jax(torch_to_flax(holder, template)["params"])
+    return flat_arrays(torch_to_flax(holder, template)["params"])
 
 
 def _stack(rows: list[dict]) -> dict[str, np.ndarray]:
@@ -78,7 +72,7 @@ def _rel_err(got: dict, want: dict) -> dict[str, float]:
 
 
 def test_shapes_have_an_example_axis(case):
-    grads, params = case["grads"], _flat_jax(case["pair"].jax_state.params)
+    grads, params = case["grads"], flat_arrays(case["pair"].jax_state.params)
     for key, value in params.items():
         assert grads["jax vmap"][key].shape == (BATCH, *value.shape)
         assert grads["torch vmap"][key].shape == (BATCH, *value.shape)
@@ -122,7 +116,7 @@ def test_the_comparisons_can_fail(case):
 def test_dropout_is_off_so_the_gradients_are_deterministic(case):
     state, batch = case["pair"].jax_state, case["batch"]
     assert case["pair"].config.dropout  # the CNN has dropout layers; inference mode skips them
-    again = _flat_jax(jpe.per_example_grads(state, batch))
+    again = flat_arrays(jpe.per_example_grads(state, batch))
     assert all(np.array_equal(again[k], v) for k, v in case["grads"]["jax vmap"].items())
 
 

@@ -52,6 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip Inductor (torch graphs still come from AOTAutograd, with eager kernels)",
     )
     parser.add_argument("--no-torchscript", dest="torchscript", action="store_false")
+    parser.add_argument(
+        "--no-pictures",
+        dest="pictures",
+        action="store_false",
+        help="write the graphs' Graphviz .dot sources but render no SVG (a whole training "
+        "step's picture can take Graphviz a minute or more on a slow CPU)",
+    )
     # `roadmap ir diff PROJECT`: "diff" lands in `project`, the project in `target`.
     parser.add_argument("target", nargs="?", help="after `diff`: the project to diff")
     parser.add_argument(
@@ -115,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         device=getattr(args, "device", "cpu"),
         inductor=getattr(args, "inductor", True),
         torchscript=getattr(args, "torchscript", True),
+        pictures=getattr(args, "pictures", True),
     )
     print(render_markdown(summary, details=False))
     print(f"wrote {out_dir}/ir.md, ir.json and {len(summary['files'])} files")
@@ -163,13 +171,17 @@ def dump_ir(
     device: str = "cpu",
     inductor: bool = True,
     torchscript: bool = True,
+    pictures: bool = True,
 ) -> dict[str, Any]:
-    """Write every IR artefact of `project_name` under `out_dir`; returns the ir.json summary."""
+    """Write every IR artefact of `project_name` under `out_dir`; returns the ir.json summary.
+
+    `pictures=False` writes each graph's .dot source only (no SVG rendering).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     project = get_project(project_name)
     batch = project.example_batch(batch_size, config=config)
-    sections = {fw: {w: Section(out_dir, fw, w) for w in what} for fw in frameworks}
+    sections = {fw: {w: Section(out_dir, fw, w, pictures) for w in what} for fw in frameworks}
     tasks, setup_failed = [], False
     for fw in frameworks:
         try:

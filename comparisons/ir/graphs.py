@@ -24,8 +24,9 @@ def failure(err: BaseException) -> str:
 class Section:
     """Files, results and named failures of one (framework, what) part of a dump."""
 
-    def __init__(self, root: Path, framework: str, what: str):
+    def __init__(self, root: Path, framework: str, what: str, render: bool = True):
         self.root, self.framework, self.what = Path(root), framework, what
+        self.render = render  # False: graphs get their .dot source only, no SVG
         self.data: dict[str, Any] = {"files": [], "errors": {}, "timings_s": {}, "notes": []}
 
     def write(self, name: str, text: str, normalize=None) -> Path:
@@ -43,7 +44,8 @@ class Section:
 
     def draw(self, stem: str, nodes, edges, title: str) -> None:
         """Draw a graph to `framework/stem`.svg (and .dot); notes go in the section."""
-        drawn = draw_graph(nodes, edges, self.root / self.framework / stem, title)
+        stem_path = self.root / self.framework / stem
+        drawn = draw_graph(nodes, edges, stem_path, title, render=self.render)
         self.data["files"] += [f"{self.framework}/{f}" for f in drawn["files"]]
         if drawn["renderer"]:
             self.data["picture_renderer"] = drawn["renderer"]
@@ -55,7 +57,7 @@ class Section:
         """Draw a whole-step StepGraph (comparisons/ir/step.py) to `framework/stem`.svg."""
         from comparisons.ir.step import draw_step
 
-        drawn = draw_step(step, self.root / self.framework / stem, title)
+        drawn = draw_step(step, self.root / self.framework / stem, title, render=self.render)
         self.data["files"] += [f"{self.framework}/{f}" for f in drawn["files"]]
         for text in (drawn["note"], drawn["error"]):
             if text:

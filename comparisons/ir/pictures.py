@@ -70,12 +70,15 @@ def draw_graph(
     stem: Path,
     title: str,
     max_nodes: int = 120,
+    *,
+    render: bool = True,
 ) -> dict[str, Any]:
     """Draw a dataflow graph to `stem`.dot and `stem`.svg; caps op nodes at `max_nodes`.
 
     `nodes`: dicts with id, label, kind ("input", "output" or "op") and category (for ops),
     in topological order. Returns the files written, a note (cap applied), an error (no
-    renderer worked: .dot only) and the renderer used.
+    renderer worked: .dot only) and the renderer used. `render=False` writes the .dot source
+    only (`roadmap ir --no-pictures`).
     """
     import graphviz  # builds the source only; rendering is render_svg's job
 
@@ -112,6 +115,8 @@ def draw_graph(
     stem.parent.mkdir(parents=True, exist_ok=True)
     dot_path, svg_path = stem.parent / f"{stem.name}.dot", stem.parent / f"{stem.name}.svg"
     dot_path.write_text(graph.source, encoding="utf-8")
+    if not render:
+        return {"files": [dot_path.name], "note": note, "error": None, "renderer": None}
     svg, renderer = render_svg(graph.source)
     if svg is None:
         error = f"no SVG ({renderer}): wrote .dot only"

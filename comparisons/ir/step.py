@@ -164,13 +164,17 @@ def to_dot(step: StepGraph, title: str, max_ops: int = DEFAULT_MAX_OPS) -> tuple
     return "\n".join(lines) + "\n", note
 
 
-def draw_step(step: StepGraph, stem: Path, title: str, max_ops: int = DEFAULT_MAX_OPS) -> dict:
-    """Write `stem`.dot and `stem`.svg; returns files, note, error and renderer like draw_graph."""
+def draw_step(
+    step: StepGraph, stem: Path, title: str, max_ops: int = DEFAULT_MAX_OPS, *, render=True
+) -> dict:
+    """Write `stem`.dot and `stem`.svg (`render=False`: .dot only); returns what draw_graph does."""
     source, note = to_dot(step, title, max_ops)
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     dot_path, svg_path = stem.parent / f"{stem.name}.dot", stem.parent / f"{stem.name}.svg"
     dot_path.write_text(source, encoding="utf-8")
+    if not render:
+        return {"files": [dot_path.name], "note": note, "error": None, "renderer": None}
     svg, renderer = render_svg(source)
     if svg is None:
         error = f"no SVG ({renderer}): wrote .dot only"
