@@ -92,7 +92,8 @@ def one_process(tmp_path_factory):
     return run
 
 
-@pytest.mark.parametrize("nproc", [2, 4])
+# Four processes are the same code as two, at twice the cost: `slow` (pytest -m slow).
+@pytest.mark.parametrize("nproc", [2, pytest.param(4, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("project", sorted(OVERRIDES))
 def test_ddp_equals_one_process(project, nproc, one_process, tmp_path):
     train(project, tmp_path, nproc)

@@ -60,9 +60,11 @@ def _kill_mid_epoch_two(framework: str, workdir: Path, steps_per_epoch: int) -> 
         "-m",
         "comparisons.cli",
         # The same XLA flags and allocator as this test process, which runs the reference and
-        # the resumed half: other flags pick other conv kernels, whose rounding differs.
+        # the resumed half (tests/conftest.py: roadmap's fast XLA flags, the system malloc):
+        # other flags pick other conv kernels, whose rounding differs.
         "--runtime",
         "stock",
+        "--xla-flags",
         "run",
         "mnist",
         "--framework",
