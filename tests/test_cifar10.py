@@ -7,6 +7,9 @@ outputs, one step's loss, parameters and BatchNorm running statistics of every m
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -177,10 +180,6 @@ print("ok")
 
 
 def test_strided_1x1_shortcut_with_few_channels_survives_channels_last_backward():
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, "-c", _SHORTCUT_SCRIPT],

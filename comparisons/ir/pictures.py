@@ -112,12 +112,22 @@ def draw_graph(
         legend.attr(label="categories", fontsize="9")
         for cat in CATEGORIES:
             legend.node(f"_legend_{cat}", cat, shape="box", fillcolor=COLORS[cat])
+    return write_picture(graph.source, stem, note, render)
+
+
+def write_picture(source: str, stem: Path, note: str, render: bool = True) -> dict[str, Any]:
+    """Write Graphviz `source` to `stem`.dot and, rendered, `stem`.svg (`render=False`: .dot only).
+
+    Returns the files written, `note` as given, an error (no renderer worked: .dot only) and
+    the renderer used: what draw_graph and step.draw_step return.
+    """
+    stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     dot_path, svg_path = stem.parent / f"{stem.name}.dot", stem.parent / f"{stem.name}.svg"
-    dot_path.write_text(graph.source, encoding="utf-8")
+    dot_path.write_text(source, encoding="utf-8")
     if not render:
         return {"files": [dot_path.name], "note": note, "error": None, "renderer": None}
-    svg, renderer = render_svg(graph.source)
+    svg, renderer = render_svg(source)
     if svg is None:
         error = f"no SVG ({renderer}): wrote .dot only"
         return {"files": [dot_path.name], "note": note, "error": error, "renderer": None}

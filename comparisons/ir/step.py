@@ -17,7 +17,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from comparisons.ir.pictures import render_svg
+from comparisons.ir.pictures import write_picture
 from shared_data.byhand.autodiff.dot import PHASE_COLORS
 
 PHASES = ("forward", "backward", "update")
@@ -169,23 +169,7 @@ def draw_step(
 ) -> dict:
     """Write `stem`.dot and `stem`.svg (`render=False`: .dot only); returns what draw_graph does."""
     source, note = to_dot(step, title, max_ops)
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    dot_path, svg_path = stem.parent / f"{stem.name}.dot", stem.parent / f"{stem.name}.svg"
-    dot_path.write_text(source, encoding="utf-8")
-    if not render:
-        return {"files": [dot_path.name], "note": note, "error": None, "renderer": None}
-    svg, renderer = render_svg(source)
-    if svg is None:
-        error = f"no SVG ({renderer}): wrote .dot only"
-        return {"files": [dot_path.name], "note": note, "error": error, "renderer": None}
-    svg_path.write_bytes(svg)
-    return {
-        "files": [dot_path.name, svg_path.name],
-        "note": note,
-        "error": None,
-        "renderer": renderer,
-    }
+    return write_picture(source, stem, note, render)
 
 
 def saved_label(saved: Saved) -> str:
