@@ -209,6 +209,12 @@ def test_the_encoder_learning_rate_is_for_berts_only():
         override(PROJECT.config("minilm-lstm"), ["embed_lr_scale=0.5"])
     with pytest.raises(ConfigError, match="'weights'.*needs model=bert or bert-lstm"):
         override(PROJECT.config("minilm-lstm"), ["model=lstm", "encoder_lr_scale=1"])
+    # bert-lstm's BiLSTM sizes are not the lstm model's (it reads hidden and layers).
+    with pytest.raises(ConfigError, match="'rnn_hidden' sizes bert-lstm's BiLSTM"):
+        override(PROJECT.config("default"), ["rnn_hidden=256"])
+    with pytest.raises(ConfigError, match="'rnn_layers'.*model='transformer'"):
+        override(PROJECT.config("default"), ["model=transformer", "rnn_layers=2"])
+    override(PROJECT.config("minilm-lstm"), ["rnn_hidden=64", "rnn_layers=2"])
     # A head that is not re-initialised has no counterpart in the packaged weights.
     with pytest.raises(ConfigError, match="missing.*fwd0"):
         make_pair(PROJECT, override(PROJECT.config("minilm-lstm"), ["reinit=fc", "max_len=16"]))

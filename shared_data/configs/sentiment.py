@@ -176,6 +176,16 @@ class SentimentConfig(TrainConfig):
                 f"field 'encoder_lr_scale' acts on model={' or '.join(BERTS)}, "
                 f"not {self.model!r}; set embed_lr_scale for the token table"
             )
+        rnn_set = [
+            name
+            for name in ("rnn_hidden", "rnn_layers")
+            if getattr(self, name) != type(self).__dataclass_fields__[name].default
+        ]
+        if rnn_set and self.model != "bert-lstm":
+            raise ConfigError(
+                f"field {rnn_set[0]!r} sizes bert-lstm's BiLSTM, not model={self.model!r}; "
+                "set hidden and layers for the lstm model"
+            )
         if self.encoder_lr_scale != 1 and self.embed_lr_scale != 1:
             raise ConfigError(
                 "fields 'encoder_lr_scale' and 'embed_lr_scale' both scale the BERT's token "
