@@ -184,7 +184,7 @@ class SentimentConfig(TrainConfig):
         if rnn_set and self.model != "bert-lstm":
             raise ConfigError(
                 f"field {rnn_set[0]!r} sizes bert-lstm's BiLSTM, not model={self.model!r}; "
-                "set hidden and layers for the lstm model"
+                "hidden and layers size the other models"
             )
         if self.encoder_lr_scale != 1 and self.embed_lr_scale != 1:
             raise ConfigError(
